@@ -1,0 +1,219 @@
+"""The one typed configuration model, loaded from a TOML file and the environment.
+
+Precedence (highest first): explicit overrides (CLI options) > environment
+variables ``FILMFLOW_<SECTION>__<FIELD>`` (e.g. ``FILMFLOW_DICOM__TRANSFER_SYNTAX``)
+> the TOML file (``--config`` or ``FILMFLOW_CONFIG``) > defaults.
+
+Credentials are never fields of this model: archives read them from the
+environment or a Prefect Secret block at connection time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from filmflow.errors import ConfigError
+
+
+class ScanConfig(BaseModel):
+    """Reading scan files."""
+
+    default_dpi: float = Field(150.0, gt=10, le=5000, description="DPI when the file carries none")
+    max_pixels: int = Field(200_000_000, gt=0, description="decompression-bomb guard, pixels per scan")
+    extensions: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+
+class GeometryConfig(BaseModel):
+    """Film detection and deskew (pipeline.geometry)."""
+
+    max_skew_deg: float = Field(20.0, gt=0, le=45)
+    bed_margin_mm: float = Field(0.0, ge=0, description="extra margin kept around the film, mm")
+    fix_orientation: bool = True
+    fix_polarity: bool = True
+
+
+class DenoiseConfig(BaseModel):
+    """Mild edge-preserving denoise (pipeline.denoise)."""
+
+    method: Literal["bilateral", "nlmeans", "off"] = "bilateral"
+    strength: float = Field(1.0, ge=0, le=5, description="multiplier of the estimated noise sigma")
+
+
+class OCRConfig(BaseModel):
+    """Label reading (pipeline.label, pipeline.ocr, pipeline.label_fields)."""
+
+    tesseract_cmd: str = "tesseract"
+    lang: str = "eng"
+    timeout_s: float = Field(30.0, gt=0)
+    name_order: Literal["family_first", "given_first"] = "family_first"
+    two_digit_year_pivot: int = Field(30, ge=0, le=99, description="YY < pivot -> 20YY, else 19YY")
+    date_order: Literal["MDY", "DMY"] = Field("MDY", description="how to read ambiguous NN/NN/YYYY dates")
+    field_patterns: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="extra label keys per DICOM keyword, e.g. {PatientID = ['HOSP NO']}",
+    )
+
+
+class ManifestConfig(BaseModel):
+    """Manifest CSV columns (RIS exports differ): DICOM keyword -> column name."""
+
+    columns: dict[str, str] = Field(
+        default_factory=lambda: {
+            "PatientID": "patient_id",
+            "PatientName": "patient_name",
+            "PatientBirthDate": "birth_date",
+            "StudyDate": "study_date",
+            "AccessionNumber": "accession_number",
+            "scan_file": "scan_file",
+        }
+    )
+    encoding: str = "utf-8"
+    name_match_threshold: float = Field(90.0, ge=0, le=100, description="rapidfuzz ratio for names")
+
+
+class DicomConfig(BaseModel):
+    """The digitized-film DICOM object (pipeline.dicom_film)."""
+
+    sop_class: Literal["multiframe", "sc"] = "multiframe"
+    transfer_syntax: Literal["explicit_vr_le", "jpeg2000_lossless", "jpegls_lossless", "rle_lossless"] = "explicit_vr_le"
+    uid_root: str = Field("2.25", description="root for derived UIDs; 2.25 = UUID-derived (PS3.5 B.2)")
+    manufacturer: str = "filmflow"
+    digitizer_manufacturer: str = ""
+    digitizer_model: str = ""
+    digitizer_software: str = ""
+    digitizer_device_id: str = ""
+    institution_name: str = ""
+    study_description: str = "Digitized film"
+    series_description: str = "Digitized film"
+    keep_original: bool = False
+
+
+class QCConfig(BaseModel):
+    """QC thresholds (qc.checks)."""
+
+    min_dynamic_range: float = Field(0.15, ge=0, le=1, description="p99-p1 as a fraction of full scale")
+    max_saturated_fraction: float = Field(0.25, ge=0, le=1)
+    blank_std_fraction: float = Field(0.01, ge=0, le=1)
+    min_field_confidence: float = Field(50.0, ge=0, le=100)
+    required_fields: tuple[str, ...] = ("PatientName", "PatientID", "StudyDate")
+    max_residual_skew_deg: float = Field(0.5, ge=0)
+    run_dciodvfy: bool = True
+
+
+class ArchiveConfig(BaseModel):
+    """Archive target (filmflow.archive)."""
+
+    url: str = "archive"
+    calling_ae_title: str = "FILMFLOW"
+    verify_fraction: float = Field(1.0, ge=0, le=1, description="share of films retrieved and pixel-hash checked")
+    retries: int = Field(3, ge=0)
+    retry_delay_s: float = Field(1.0, ge=0)
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class RunConfig(BaseModel):
+    """Batch execution."""
+
+    work_dir: Path = Path(".filmflow")
+    ledger_url: str = Field("", description="SQLAlchemy URL; empty = SQLite under work_dir")
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    batch_name: str = ""
+    site: str = "site"
+    digitizer: str = "digitizer"
+
+
+class Settings(BaseSettings):
+    """filmflow's configuration: one section per concern."""
+
+    model_config = SettingsConfigDict(env_prefix="FILMFLOW_", env_nested_delimiter="__", extra="forbid")
+
+    scan: ScanConfig = ScanConfig()
+    geometry: GeometryConfig = GeometryConfig()
+    denoise: DenoiseConfig = DenoiseConfig()
+    ocr: OCRConfig = OCRConfig()
+    manifest: ManifestConfig = ManifestConfig()
+    dicom: DicomConfig = DicomConfig()
+    qc: QCConfig = QCConfig()
+    archive: ArchiveConfig = ArchiveConfig()
+    run: RunConfig = RunConfig()
+
+    @field_validator("dicom")
+    @classmethod
+    def _uid_root_is_valid(cls, v: DicomConfig) -> DicomConfig:
+        parts = v.uid_root.split(".")
+        if not all(p.isdigit() and (p == "0" or not p.startswith("0")) for p in parts) or len(v.uid_root) > 40:
+            raise ValueError("dicom.uid_root must be a dotted numeric UID root of at most 40 characters")
+        return v
+
+
+def _settings_class(toml_path: Path | None) -> type[Settings]:
+    if toml_path is None:
+        return Settings
+
+    class _FromToml(Settings):
+        model_config = SettingsConfigDict(toml_file=str(toml_path))
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    return _FromToml
+
+
+def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load the configuration.
+
+    Parameters
+    ----------
+    config_path : path, optional
+        TOML file; defaults to ``$FILMFLOW_CONFIG`` when set.
+    **overrides
+        Section dictionaries that win over file and environment, e.g.
+        ``archive={"url": "dicom://ORTHANC@127.0.0.1:4242"}``.
+
+    Returns
+    -------
+    Settings
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing or unparsable, or a value is invalid; the
+        message names the offending field.
+    """
+    path = Path(config_path) if config_path else (Path(os.environ["FILMFLOW_CONFIG"]) if os.environ.get("FILMFLOW_CONFIG") else None)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"configuration file not found: {path}")
+    try:
+        base = _settings_class(path)()
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {_describe(exc)}") from None
+    except Exception as exc:  # tomllib.TOMLDecodeError and friends
+        raise ConfigError(f"cannot read configuration {path}: {exc}") from None
+    if not overrides:
+        return base
+    merged = base.model_dump()
+    for section, values in overrides.items():
+        if values is None:
+            continue
+        merged.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {_describe(exc)}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(".".join(str(p) for p in e["loc"]) + ": " + e["msg"] for e in exc.errors())
