@@ -16,12 +16,98 @@ instance.
 from __future__ import annotations
 
 import abc
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlparse
 
 from filmflow.config import ArchiveConfig
-from filmflow.errors import ConfigError
+from filmflow.errors import ArchiveError, ArchiveUnreachableError, ConfigError, StoreFailedError, VerificationError
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
+#: SOP Classes filmflow writes (PS3.4 B.5).
+MULTIFRAME_GRAYSCALE_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"
+MULTIFRAME_GRAYSCALE_BYTE_SC = "1.2.840.10008.5.1.4.1.1.7.2"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+FILMFLOW_SOP_CLASSES: tuple[str, ...] = (MULTIFRAME_GRAYSCALE_WORD_SC, MULTIFRAME_GRAYSCALE_BYTE_SC, SECONDARY_CAPTURE)
+
+#: Transfer syntaxes filmflow writes (config ``dicom.transfer_syntax``) plus Implicit VR LE,
+#: the one every SCP must accept.
+FILMFLOW_TRANSFER_SYNTAXES: tuple[str, ...] = (
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+)
+
+FALLBACK_NOTE = "peer refused Multi-frame Grayscale SC; stored as plain SC"
+
+_E = TypeVar("_E", bound=ArchiveError)
+
+
+def archive_error(cls: type[_E], message: str, *, transient: bool) -> _E:
+    """Build an archive exception carrying ``transient`` (True: worth retrying later).
+
+    ``ArchiveUnreachableError`` is transient unless the cause is configuration
+    (wrong AE title, bad credentials); ``StoreFailedError`` and
+    ``VerificationError`` are permanent unless the peer said otherwise.
+    """
+    exc = cls(message)
+    exc.transient = transient  # type: ignore[attr-defined]
+    return exc
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a retry may help: the ``transient`` attribute, else True for ArchiveUnreachableError.
+
+    Meant for Prefect's ``retry_condition_fn``.
+    """
+    default = isinstance(exc, ArchiveUnreachableError)
+    return bool(getattr(exc, "transient", default))
+
+
+def pixel_sha256(ds: "Dataset") -> str:
+    """SHA-256 (hex) of the decoded pixels: ``ds.pixel_array`` bytes, C order, native dtype.
+
+    Uses :func:`pipeline.dicom_film.pixel_sha256` when that module provides it
+    (the single definition for the project), else the identical definition here.
+    """
+    try:
+        from pipeline.dicom_film import pixel_sha256 as shared
+    except ImportError:
+        shared = None
+    if shared is not None:
+        return shared(ds)
+    import numpy as np
+
+    return hashlib.sha256(np.ascontiguousarray(ds.pixel_array).tobytes()).hexdigest()
+
+
+def convert_to_plain_sc(ds: "Dataset") -> "Dataset":
+    """Plain SC copy of ``ds`` via :func:`pipeline.dicom_film.as_plain_sc` (imported at call time).
+
+    Raises
+    ------
+    StoreFailedError
+        (permanent) when ``pipeline.dicom_film.as_plain_sc`` is not available.
+    """
+    try:
+        from pipeline import dicom_film
+    except ImportError:
+        dicom_film = None  # type: ignore[assignment]
+    convert = getattr(dicom_film, "as_plain_sc", None)
+    if convert is None:
+        raise archive_error(
+            StoreFailedError,
+            "the archive refused Multi-frame Grayscale SC and pipeline.dicom_film.as_plain_sc is not available"
+            " to convert to plain SC; set dicom.sop_class = 'sc' or enable the class on the archive",
+            transient=False,
+        )
+    return convert(ds)
 
 
 @dataclass(frozen=True)
@@ -39,6 +125,8 @@ class StoreReceipt:
         SHA-256 of the decoded pixel bytes that were sent.
     notes : tuple of str
         Non-patient remarks for the report (e.g. "fell back to plain SC").
+    transfer_syntax_uid : str
+        Transfer syntax of the stored object as sent.
     """
 
     sop_instance_uid: str
@@ -48,6 +136,7 @@ class StoreReceipt:
     sop_class_uid: str = ""
     pixel_sha256: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    transfer_syntax_uid: str = ""
 
 
 class Archive(abc.ABC):
@@ -86,11 +175,19 @@ class Archive(abc.ABC):
         Raises
         ------
         VerificationError
+            The instance is missing or its pixels differ.
+        ArchiveUnreachableError
+            The archive could not be asked.
         """
 
     @abc.abstractmethod
     def contains(self, sop_instance_uid: str) -> bool:
-        """True when the archive already holds this SOP Instance UID."""
+        """True when the archive already holds this SOP Instance UID.
+
+        Raises
+        ------
+        ArchiveUnreachableError
+        """
 
     def close(self) -> None:
         """Release connections; idempotent."""

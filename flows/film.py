@@ -1,0 +1,248 @@
+"""One film, end to end: the plain composition of the steps (no Prefect here).
+
+:func:`process_film` runs load -> polarity -> geometry -> denoise -> label OCR ->
+reconciliation -> QC -> DICOM build/validate, and returns a :class:`FilmOutcome`
+holding the per-film record (what the report and the review page show) and the
+ledger state it leads to. It never raises for a problem of the film itself:
+filmflow's :class:`~filmflow.errors.FilmError` becomes a ``failed`` outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from filmflow.config import Settings
+from filmflow.errors import FilmError, FilmflowError
+from pipeline import denoise as denoise_mod
+from pipeline import dicom_film, geometry, label, manifest, polarity, scan_io, uids
+from pipeline.types import LabelReading, ManifestRow, Reconciliation
+from qc import checks
+from qc.types import QCResult, worst
+
+log = logging.getLogger("filmflow.film")
+
+HEADER_KEYS = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "AccessionNumber", "InstitutionName")
+
+
+def film_tag(source_path: str | Path) -> str:
+    """Short, non-identifying name of a film for logs: 10 hex chars of SHA-1 of its path."""
+    return hashlib.sha1(str(source_path).encode("utf-8", "surrogateescape")).hexdigest()[:10]
+
+
+@dataclass
+class FilmOutcome:
+    """Result of processing one film.
+
+    ``state`` is the ledger state it leads to: ``processed`` (ready to push),
+    ``flagged`` (held for review) or ``failed``.
+    """
+
+    state: str
+    record: dict[str, Any]
+    staged_path: str = ""
+    error: str = ""
+    qc: list[QCResult] = field(default_factory=list)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    def __call__(self, name: str) -> "_Step":
+        return _Step(self, name)
+
+
+class _Step:
+    def __init__(self, timer: _Timer, name: str) -> None:
+        self.timer, self.name = timer, name
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.times[self.name] = round(self.timer.times.get(self.name, 0.0) + time.perf_counter() - self.t0, 4)
+
+
+def process_film(
+    source_path: Path,
+    *,
+    source_file: str,
+    settings: Settings,
+    batch_name: str,
+    manifest_rows: Sequence[ManifestRow] | None,
+    staging_dir: Path,
+    duplicate_of: Sequence[str] = (),
+    overrides: Mapping[str, str] | None = None,
+) -> FilmOutcome:
+    """Process one scan into a staged DICOM file (or a flagged/failed outcome).
+
+    Parameters
+    ----------
+    source_path : Path
+        The original scan; read only, never modified.
+    source_file : str
+        Its name relative to the batch's source folder (report key, manifest ``scan_file``).
+    manifest_rows : sequence of ManifestRow or None
+        The site's manifest; None when no manifest was given.
+    staging_dir : Path
+        Where the DICOM file is written (atomically) before it is pushed.
+    duplicate_of : sequence of str
+        Other source paths with the same SHA-256 (flags ``duplicate_scan``).
+    overrides : mapping, optional
+        Reviewer-approved header values (DICOM keyword -> value); when given the
+        identity and label checks are considered settled by the reviewer.
+
+    Returns
+    -------
+    FilmOutcome
+    """
+    timer = _Timer()
+    record: dict[str, Any] = {"source_file": source_file, "source_path": str(source_path), "sha256": "", "batch": batch_name}
+    try:
+        return _process(source_path, record, timer, settings, batch_name, manifest_rows, staging_dir, duplicate_of, overrides)
+    except FilmError as exc:
+        record.update(timings=timer.times, error=f"{exc.code}: {exc}")
+        return FilmOutcome("failed", record, error=record["error"])
+    except FilmflowError:
+        raise  # batch-level (tool missing, ...): the flow decides
+    except Exception as exc:  # a bug in filmflow: fail this film, keep the batch going
+        log.error("film %s: internal error %s\n%s", film_tag(source_path), type(exc).__name__, traceback.format_exc())
+        record.update(timings=timer.times, error=f"internal_error: {type(exc).__name__} (see the work folder's log)")
+        return FilmOutcome("failed", record, error=record["error"])
+
+
+def _process(
+    source_path: Path,
+    record: dict[str, Any],
+    timer: _Timer,
+    settings: Settings,
+    batch_name: str,
+    manifest_rows: Sequence[ManifestRow] | None,
+    staging_dir: Path,
+    duplicate_of: Sequence[str],
+    overrides: Mapping[str, str] | None,
+) -> FilmOutcome:
+    with timer("load"):
+        scan = scan_io.load_scan(source_path, default_dpi=settings.scan.default_dpi, max_pixels=settings.scan.max_pixels)
+    record.update(sha256=scan.sha256, dpi=scan.dpi, dpi_from_file=scan.dpi_from_file, bits_stored=scan.bits_stored,
+                  source_format=scan.source_format, scan_shape=list(scan.pixels.shape))
+
+    with timer("geometry"):
+        pixels = scan.pixels
+        inverted = False
+        if settings.geometry.fix_polarity and polarity.detect_inverted(pixels):
+            pixels = polarity.invert(pixels, bits_stored=scan.bits_stored)
+            inverted = True
+        margin_px = int(round(settings.geometry.bed_margin_mm / 25.4 * scan.dpi))
+        film, geom = geometry.straighten(pixels, max_skew_deg=settings.geometry.max_skew_deg, margin_px=margin_px)
+        del pixels
+    record.update(skew_deg=round(geom.skew_deg, 3), inverted=inverted,
+                  geometry={"film_box": list(geom.film_box), "film_quad": [list(p) for p in geom.film_quad],
+                            "crop_shape": list(geom.crop_shape), "touches_bed_edge": geom.touches_bed_edge,
+                            "film_count": geom.film_count, "rotation_k": geom.rotation_k,
+                            "orientation_decided": geom.orientation_decided})
+
+    with timer("denoise"):
+        film = denoise_mod.denoise(film, method=settings.denoise.method, strength=settings.denoise.strength)
+
+    with timer("ocr"):
+        reading = label.read_label(film, dpi=scan.dpi, config=settings.ocr)
+        exclude = reading.region.box if reading.region else None
+        laterality = label.read_laterality_marker(film, dpi=scan.dpi, exclude_box=exclude)
+    record.update(
+        laterality=laterality,
+        ocr_confidence=round(reading.confidence, 1) if reading.fields else "",
+        fields={k: {"value": v.value, "confidence": round(v.confidence, 1), "raw": v.raw} for k, v in reading.fields.items()},
+        label_box=list(reading.region.box) if reading.region else None,
+        label_kind=reading.region.kind if reading.region else "",
+        label_lines=list(reading.lines),
+    )
+
+    recon = manifest.reconcile(reading, manifest_rows or (), scan_file=source_file, config=settings.manifest)
+    record["reconciliation"] = _recon_dict(recon)
+    header = {k: recon.header.get(k, "") or reading.value(k) for k in HEADER_KEYS}
+    if not header["InstitutionName"]:
+        header["InstitutionName"] = settings.dicom.institution_name
+    if overrides:
+        header.update({k: v for k, v in overrides.items() if k in HEADER_KEYS})
+    record["header"] = header
+    record.update({k: header[k] for k in HEADER_KEYS})
+
+    findings: list[QCResult] = []
+    findings += checks.check_image(film, bits_stored=scan.bits_stored, config=settings.qc)
+    findings += checks.check_geometry(geom, config=settings.qc)
+    if overrides is None:
+        findings += checks.check_label(reading, config=settings.qc)
+        if manifest_rows is not None:
+            findings += checks.check_identity(recon)
+        findings += checks.check_duplicate(duplicate_of)
+
+    verdict = worst(findings)
+    if verdict != "pass" or not header["PatientID"]:
+        if not header["PatientID"] and not any(f.code == "missing_PatientID" for f in findings):
+            findings.append(QCResult("missing_PatientID", "review", None, None, "no Patient ID for the DICOM header"))
+        record.update(_qc_fields(findings), timings=timer.times)
+        return FilmOutcome("flagged", record, qc=findings)
+
+    with timer("dicom"):
+        film_uids = uids.film_uids(
+            root=settings.dicom.uid_root, sha256=scan.sha256, patient_id=header["PatientID"],
+            study_date=header["StudyDate"], accession_number=header["AccessionNumber"], batch_name=batch_name,
+        )
+        steps = [f"deskew {geom.skew_deg:+.2f} deg", f"crop to film {geom.crop_shape[1]}x{geom.crop_shape[0]}"]
+        if inverted:
+            steps.append("polarity inverted")
+        if settings.denoise.method != "off":
+            steps.append(f"denoise {settings.denoise.method} x{settings.denoise.strength:g}")
+        ds = dicom_film.build_film_dataset(
+            film, bits_stored=scan.bits_stored, pixel_spacing_mm=scan.pixel_spacing_mm, header=header,
+            uids=film_uids, config=settings.dicom, skew_deg=geom.skew_deg,
+            derivation_description="; ".join(steps), laterality=laterality,
+        )
+        staged = staging_dir / f"{film_uids.sop_instance_uid}.dcm"
+        dicom_film.write_dataset(ds, staged, transfer_syntax=settings.dicom.transfer_syntax)
+        pixel_hash = dicom_film.pixel_sha256(ds)
+        del ds, film
+    record.update(sop_instance_uid=film_uids.sop_instance_uid, study_instance_uid=film_uids.study_instance_uid,
+                  series_instance_uid=film_uids.series_instance_uid, pixel_sha256=pixel_hash)
+
+    if settings.qc.run_dciodvfy:
+        from qc.dciodvfy import run_dciodvfy
+
+        with timer("validate"):
+            dfind = run_dciodvfy(staged)
+        record["dciodvfy"] = [f"{f.level}: {f.message}" for f in dfind]
+        findings += checks.check_dicom(dfind)
+
+    record.update(_qc_fields(findings), timings=timer.times)
+    if worst(findings) != "pass":
+        staged.unlink(missing_ok=True)
+        return FilmOutcome("flagged", record, qc=findings)
+    return FilmOutcome("processed", record, staged_path=str(staged), qc=findings)
+
+
+def _qc_fields(findings: list[QCResult]) -> dict[str, Any]:
+    return {
+        "qc_flags": ";".join(f.code for f in findings if f.severity != "info"),
+        "qc": [f.to_dict() for f in findings],
+    }
+
+
+def _recon_dict(recon: Reconciliation) -> dict[str, Any]:
+    return {
+        "status": recon.status,
+        "row_line": recon.row.line if recon.row else None,
+        "candidates": [asdict(r) for r in recon.candidates],
+        "disagreements": [asdict(d) for d in recon.disagreements],
+    }
+
+
+def reading_is_empty(reading: LabelReading) -> bool:
+    """True when nothing was read from the label."""
+    return not reading.fields

@@ -1,0 +1,244 @@
+"""The ``migrate-batch`` flow: discover -> process (one task per film) -> push -> verify -> report.
+
+Orchestration only: the work is :func:`flows.film.process_film` and the
+archive's ``store``/``verify``. The ledger is written from the flow's thread
+only, one transaction per state change, so a crash at any point leaves every
+film in a state the next run resumes from.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+
+from filmflow.archive import Archive, StoreReceipt, open_archive
+from filmflow.config import Settings, load_settings
+from filmflow.discover import SourceFile, discover_scans
+from filmflow.errors import ArchiveError, ArchiveUnreachableError
+from filmflow.ledger import PENDING_PUSH, Ledger, default_ledger_url
+from filmflow.report import report_row, report_status, write_report
+from flows.film import FilmOutcome, film_tag, process_film
+from pipeline.manifest import load_manifest
+
+
+@dataclass
+class BatchSummary:
+    """What a batch did; no patient data."""
+
+    batch_name: str
+    report_path: str
+    archive_url: str
+    counts: dict[str, int] = field(default_factory=dict)
+    qc_counts: dict[str, int] = field(default_factory=dict)
+    films: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, ArchiveUnreachableError) or bool(getattr(exc, "transient", False))
+
+
+def _retry_transient(task_: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except BaseException as exc:  # noqa: BLE001 - the state carries the task's exception
+        return _is_transient(exc)
+    return False
+
+
+@task(name="process-film", task_run_name="film-{tag}", cache_policy=NO_CACHE, persist_result=False)
+def process_film_task(tag: str, source: SourceFile, settings: Settings, batch_name: str, manifest_rows: Any,
+                      staging_dir: Path, duplicate_of: tuple[str, ...]) -> FilmOutcome:
+    """Process one film (see :func:`flows.film.process_film`)."""
+    return process_film(source.path, source_file=source.relative, settings=settings, batch_name=batch_name,
+                        manifest_rows=manifest_rows, staging_dir=staging_dir, duplicate_of=duplicate_of)
+
+
+@task(name="push-film", task_run_name="push-{tag}", cache_policy=NO_CACHE, persist_result=False,
+      retry_condition_fn=_retry_transient)
+def push_film_task(tag: str, archive: Archive, staged_path: str, verify_retrieve: bool) -> StoreReceipt:
+    """Store one staged instance and verify the archive holds it intact."""
+    receipt = archive.store(Path(staged_path))
+    archive.verify(receipt, retrieve=verify_retrieve)
+    return receipt
+
+
+def _verify_sample(sop_uid: str, fraction: float) -> bool:
+    """Deterministic sampling of films whose pixels are retrieved and compared."""
+    if fraction >= 1:
+        return True
+    if fraction <= 0:
+        return False
+    return (int.from_bytes(sop_uid.encode()[-8:], "big") % 10_000) < fraction * 10_000
+
+
+@flow(name="migrate-batch", flow_run_name="migrate-{batch_name}", log_prints=False, validate_parameters=False)
+def migrate_batch(
+    source_dir: str,
+    batch_name: str,
+    manifest: str | None = None,
+    archive: str | None = None,
+    report: str | None = None,
+    config: str | None = None,
+) -> BatchSummary:
+    """Migrate every scan under ``source_dir`` into the archive.
+
+    Parameters are paths and URLs only (they appear on the dashboard); patient
+    data never enters a parameter, a run name or a log line.
+
+    Raises
+    ------
+    filmflow.errors.FilmflowError
+        Batch-level problems only (bad configuration, unreadable source folder,
+        unusable manifest, archive unreachable at start).
+    """
+    log = get_run_logger()
+    t0 = time.perf_counter()
+    settings = load_settings(config, archive={"url": archive} if archive else None)
+    work_dir = Path(settings.run.work_dir).resolve()
+    staging_dir = work_dir / "staging"
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    _attach_file_log(work_dir)
+    ledger = Ledger(settings.run.ledger_url or default_ledger_url(work_dir))
+    source_root = Path(source_dir).resolve()
+    report_path = Path(report) if report else work_dir / "reports" / f"{batch_name}.csv"
+
+    rows = load_manifest(Path(manifest), settings.manifest, date_order=settings.ocr.date_order,
+                         pivot=settings.ocr.two_digit_year_pivot) if manifest else None
+    sources = discover_scans(source_root, settings.scan.extensions)
+    log.info("batch %s: %d candidate scans", batch_name, len(sources))
+
+    arch = open_archive(settings.archive.url, settings.archive)
+    arch.check()  # ArchiveUnreachableError: nothing is marked done
+
+    by_sha: dict[str, list[str]] = {}
+    for s in sources:
+        if s.sha256:
+            by_sha.setdefault(s.sha256, []).append(str(s.path))
+
+    archived_before: set[str] = set()
+    errors: dict[str, str] = {}
+    to_process: list[SourceFile] = []
+    to_push: list[str] = []
+    for s in sources:
+        key = str(s.path)
+        if s.error:
+            ledger.discover(key, s.sha256 or "-", batch_name)
+            ledger.transition(key, "failed", record={"source_file": s.relative, "source_path": key}, error=s.error)
+            continue
+        row = ledger.discover(key, s.sha256, batch_name)
+        if row.state == "archived":
+            archived_before.add(key)
+        elif row.state in PENDING_PUSH and row.staged_path and Path(row.staged_path).is_file():
+            to_push.append(key)
+        elif row.state in ("discovered", "failed", "processed", "pushed"):
+            to_process.append(s)
+
+    archive_down: list[str] = []
+
+    def push(key: str) -> None:
+        row = ledger.get(key)
+        assert row is not None
+        tag = film_tag(key)
+        if archive_down:
+            errors[key] = f"archive_unreachable: not pushed ({archive_down[0]}); the next run pushes it"
+            return
+        try:
+            receipt = push_film_task.with_options(retries=settings.archive.retries,
+                                                  retry_delay_seconds=[settings.archive.retry_delay_s * 2**i for i in range(settings.archive.retries)])(
+                tag, arch, row.staged_path, _verify_sample(row.sop_instance_uid, settings.archive.verify_fraction))
+        except ArchiveUnreachableError as exc:
+            archive_down.append(exc.code)
+            errors[key] = f"{exc.code}: {exc}; the next run pushes it"
+            log.warning("film %s: archive unreachable, left pending", tag)
+            return
+        except ArchiveError as exc:
+            ledger.transition(key, "failed", error=f"{exc.code}: {exc}")
+            log.warning("film %s: push failed (%s)", tag, exc.code)
+            return
+        record = dict(row.record)
+        record["dicom_path"] = receipt.location
+        record["notes"] = [*record.get("notes", []), *receipt.notes]
+        ledger.transition(key, "archived", expect=PENDING_PUSH, record=record, error="")
+        Path(row.staged_path).unlink(missing_ok=True)
+        log.info("film %s: archived", tag)
+
+    # films processed in an earlier run whose push did not finish
+    for key in to_push:
+        push(key)
+
+    def duplicates_of(s: SourceFile) -> tuple[str, ...]:
+        # an earlier file of this batch, or any file of another batch, with the same bytes
+        same = by_sha.get(s.sha256, [])
+        earlier = same[: same.index(str(s.path))]
+        other = [r.source_path for r in ledger.find_sha(s.sha256, exclude_path=str(s.path)) if r.batch != batch_name]
+        return tuple(earlier + other)
+
+    leased = [s for s in to_process if ledger.acquire(str(s.path))]
+    futures = {
+        process_film_task.submit(film_tag(s.path), s, settings, batch_name, rows, staging_dir, duplicates_of(s)): s
+        for s in leased
+    }
+    done = 0
+    for fut in as_completed(list(futures)):
+        s = futures[fut]
+        key = str(s.path)
+        outcome: FilmOutcome = fut.result()
+        done += 1
+        try:
+            ledger.transition(key, outcome.state, record=outcome.record, staged_path=outcome.staged_path,
+                              sop_instance_uid=outcome.record.get("sop_instance_uid", ""),
+                              study_instance_uid=outcome.record.get("study_instance_uid", ""), error=outcome.error)
+        finally:
+            ledger.release(key)
+        log.info("film %s: %s (%d/%d)", film_tag(key), outcome.state, done, len(futures))
+        if outcome.state == "processed":
+            push(key)
+
+    # the report: one row per source file of this batch
+    report_rows = []
+    counts: dict[str, int] = {}
+    qc_counts: dict[str, int] = {}
+    films = []
+    for s in sources:
+        key = str(s.path)
+        row = ledger.get(key)
+        if row is None:
+            continue
+        record = dict(row.record) or {"source_file": s.relative}
+        record.setdefault("source_file", s.relative)
+        record.setdefault("sha256", s.sha256)
+        status = report_status(row.state, archived_before=key in archived_before)
+        err = errors.get(key) or row.error
+        report_rows.append(report_row(record, status=status, ledger_state=row.state, error=err,
+                                      dicom_path=record.get("dicom_path", "") if row.state == "archived" else ""))
+        counts[status] = counts.get(status, 0) + 1
+        for code in filter(None, (record.get("qc_flags") or "").split(";")):
+            qc_counts[code] = qc_counts.get(code, 0) + 1
+        films.append({"source_file": s.relative, "status": status, "qc_flags": record.get("qc_flags", ""),
+                      "error": err.split(":", 1)[0] if err else ""})
+    write_report(report_path, report_rows)
+    arch.close()
+    ledger.close()
+    summary = BatchSummary(batch_name=batch_name, report_path=str(report_path), archive_url=settings.archive.url,
+                           counts=counts, qc_counts=qc_counts, films=films, seconds=round(time.perf_counter() - t0, 2))
+    log.info("batch %s done: %s", batch_name, ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    return summary
+
+
+def _attach_file_log(work_dir: Path) -> None:
+    """Keep filmflow's own debug log (tracebacks of internal errors) in the work folder."""
+    logger = logging.getLogger("filmflow")
+    path = str(work_dir / "filmflow.log")
+    if not any(getattr(h, "baseFilename", None) == path for h in logger.handlers):
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)

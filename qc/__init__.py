@@ -1,0 +1,1 @@
+"""QC checks (qc.checks), the DICOM validator wrapper (qc.dciodvfy) and the review workflow (qc.review)."""
