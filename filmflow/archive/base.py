@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlparse
 
 from filmflow.config import ArchiveConfig
-from filmflow.errors import ArchiveError, ArchiveUnreachableError, ConfigError, StoreFailedError, VerificationError
+from filmflow.errors import ArchiveError, ArchiveUnreachableError, ConfigError, StoreFailedError
 
 if TYPE_CHECKING:
     from pydicom import Dataset
