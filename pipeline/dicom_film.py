@@ -199,8 +199,9 @@ def build_film_dataset(
         Description (0008,2111).
     laterality : str
         ``R``, ``L``, ``B`` (both), ``U`` (unpaired) or empty when unknown.
-        Written as Image Laterality (0020,0062); R and L also as Laterality
-        (0020,0060), which is otherwise written empty (Type 2C).
+        Written as Image Laterality (0020,0062); when unknown, Laterality
+        (0020,0060) is written empty instead (Type 2C: it must be absent when
+        Image Laterality is present, and empty means "unknown").
     series_number, instance_number : int
         Series Number (0020,0011) and Instance Number (0020,0013), >= 1.
     content_date, content_time : str
@@ -339,9 +340,13 @@ def build_film_dataset(
     ds.SeriesNumber = int(series_number)
     ds.InstanceNumber = int(instance_number)
     ds.PatientOrientation = ""
-    ds.Laterality = laterality if laterality in ("R", "L") else ""
     if laterality:
+        # Image Laterality present => Laterality must be absent (Type 2C condition).
         ds.ImageLaterality = laterality
+    else:
+        # Unknown: Laterality empty (Type 2C; absent would be an error for a
+        # possibly paired body part, as in the CEMAX film).
+        ds.Laterality = ""
     # Image Pixel (C.7.6.3), Multi-frame (C.7.6.6)
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
