@@ -18,13 +18,13 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
-from filmflow.archive import Archive, StoreReceipt, open_archive
+from filmflow.archive import open_archive
 from filmflow.config import Settings, load_settings
 from filmflow.discover import SourceFile, discover_scans
-from filmflow.errors import ArchiveError, ArchiveUnreachableError
 from filmflow.ledger import PENDING_PUSH, Ledger, default_ledger_url
 from filmflow.report import report_row, report_status, write_report
 from flows.film import FilmOutcome, film_tag, process_film
+from flows.push import Pusher
 from pipeline.manifest import load_manifest
 
 
@@ -39,44 +39,6 @@ class BatchSummary:
     qc_counts: dict[str, int] = field(default_factory=dict)
     films: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, ArchiveUnreachableError) or bool(getattr(exc, "transient", False))
-
-
-def _retry_transient(task_: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except BaseException as exc:  # noqa: BLE001 - the state carries the task's exception
-        return _is_transient(exc)
-    return False
-
-
-@task(name="process-film", task_run_name="film-{tag}", cache_policy=NO_CACHE, persist_result=False)
-def process_film_task(tag: str, source: SourceFile, settings: Settings, batch_name: str, manifest_rows: Any,
-                      staging_dir: Path, duplicate_of: tuple[str, ...]) -> FilmOutcome:
-    """Process one film (see :func:`flows.film.process_film`)."""
-    return process_film(source.path, source_file=source.relative, settings=settings, batch_name=batch_name,
-                        manifest_rows=manifest_rows, staging_dir=staging_dir, duplicate_of=duplicate_of)
-
-
-@task(name="push-film", task_run_name="push-{tag}", cache_policy=NO_CACHE, persist_result=False,
-      retry_condition_fn=_retry_transient)
-def push_film_task(tag: str, archive: Archive, staged_path: str, verify_retrieve: bool) -> StoreReceipt:
-    """Store one staged instance and verify the archive holds it intact."""
-    receipt = archive.store(Path(staged_path))
-    archive.verify(receipt, retrieve=verify_retrieve)
-    return receipt
-
-
-def _verify_sample(sop_uid: str, fraction: float) -> bool:
-    """Deterministic sampling of films whose pixels are retrieved and compared."""
-    if fraction >= 1:
-        return True
-    if fraction <= 0:
-        return False
-    return (int.from_bytes(sop_uid.encode()[-8:], "big") % 10_000) < fraction * 10_000
 
 
 @flow(name="migrate-batch", flow_run_name="migrate-{batch_name}", log_prints=False, validate_parameters=False)
@@ -124,7 +86,6 @@ def migrate_batch(
             by_sha.setdefault(s.sha256, []).append(str(s.path))
 
     archived_before: set[str] = set()
-    errors: dict[str, str] = {}
     to_process: list[SourceFile] = []
     to_push: list[str] = []
     for s in sources:
@@ -141,34 +102,8 @@ def migrate_batch(
         elif row.state in ("discovered", "failed", "processed", "pushed"):
             to_process.append(s)
 
-    archive_down: list[str] = []
-
-    def push(key: str) -> None:
-        row = ledger.get(key)
-        assert row is not None
-        tag = film_tag(key)
-        if archive_down:
-            errors[key] = f"archive_unreachable: not pushed ({archive_down[0]}); the next run pushes it"
-            return
-        try:
-            receipt = push_film_task.with_options(retries=settings.archive.retries,
-                                                  retry_delay_seconds=[settings.archive.retry_delay_s * 2**i for i in range(settings.archive.retries)])(
-                tag, arch, row.staged_path, _verify_sample(row.sop_instance_uid, settings.archive.verify_fraction))
-        except ArchiveUnreachableError as exc:
-            archive_down.append(exc.code)
-            errors[key] = f"{exc.code}: {exc}; the next run pushes it"
-            log.warning("film %s: archive unreachable, left pending", tag)
-            return
-        except ArchiveError as exc:
-            ledger.transition(key, "failed", error=f"{exc.code}: {exc}")
-            log.warning("film %s: push failed (%s)", tag, exc.code)
-            return
-        record = dict(row.record)
-        record["dicom_path"] = receipt.location
-        record["notes"] = [*record.get("notes", []), *receipt.notes]
-        ledger.transition(key, "archived", expect=PENDING_PUSH, record=record, error="")
-        Path(row.staged_path).unlink(missing_ok=True)
-        log.info("film %s: archived", tag)
+    pusher = Pusher(ledger, arch, settings.archive)
+    push = pusher.push
 
     # films processed in an earlier run whose push did not finish
     for key in to_push:
@@ -216,7 +151,7 @@ def migrate_batch(
         record.setdefault("source_file", s.relative)
         record.setdefault("sha256", s.sha256)
         status = report_status(row.state, archived_before=key in archived_before)
-        err = errors.get(key) or row.error
+        err = pusher.errors.get(key) or row.error
         report_rows.append(report_row(record, status=status, ledger_state=row.state, error=err,
                                       dicom_path=record.get("dicom_path", "") if row.state == "archived" else ""))
         counts[status] = counts.get(status, 0) + 1
