@@ -87,7 +87,7 @@ def ocr_lines(
         7 = one line, 10 = one character, 11 = sparse text, 3 = automatic).
     whitelist : str, optional
         Characters Tesseract may output (``tessedit_char_whitelist``); spaces
-        are always allowed.
+        are always allowed (Tesseract 5 drops word gaps otherwise).
 
     Returns
     -------
@@ -118,8 +118,9 @@ def ocr_lines(
     pytesseract.pytesseract.tesseract_cmd = config.tesseract_cmd
     opts = f"--psm {int(psm)} -c preserve_interword_spaces=0"
     if whitelist:
-        wl = whitelist.replace(" ", "")
+        # the space must be in the whitelist or Tesseract 5 drops word gaps;
         # pytesseract splits the config with shlex: quote the whitelist
+        wl = whitelist if " " in whitelist else whitelist + " "
         opts += " -c tessedit_char_whitelist=" + _shell_quote(wl)
     try:
         data = pytesseract.image_to_data(

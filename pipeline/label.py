@@ -1,0 +1,412 @@
+"""Find the flashed ID label on a straightened film and read it.
+
+Steps (each a plain function):
+
+1. :func:`locate_label` -- the label is a flat rectangle (light with dark text,
+   or dark with light text) of label-like physical size, usually in a corner.
+   Candidates are bright connected regions of a grey *closing* (which fills
+   the printed strokes) at a working resolution of ~50 dpi, scored by
+   rectangularity, presence of text strokes and corner position.
+2. :func:`prepare_label` -- crop, turn upright, deskew the crop itself
+   (projection-profile search), rescale so capital letters are
+   :data:`TARGET_CAP_PX` high, stretch contrast, pad.
+3. :func:`pipeline.ocr.ocr_lines` then :func:`pipeline.label_fields.parse_label`.
+
+The film is never modified; crops are copies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from filmflow.config import OCRConfig
+from pipeline.label_fields import parse_label
+from pipeline.ocr import ocr_lines
+from pipeline.types import LabelReading, LabelRegion, OcrLine
+
+__all__ = [
+    "locate_label",
+    "read_label",
+    "prepare_label",
+    "read_laterality_marker",
+    "TARGET_CAP_PX",
+    "LABEL_WHITELIST",
+]
+
+log = logging.getLogger(__name__)
+
+#: Capital-letter height (pixels) the label crop is rescaled to before OCR.
+TARGET_CAP_PX = 30
+#: Characters a printed label may carry (Tesseract whitelist).
+LABEL_WHITELIST = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:,./-#'^&()"
+#: Working resolution of the label search, dots per inch.
+_WORK_DPI = 50.0
+#: Plausible label size, mm (width or height, whichever is longer / shorter).
+_LONG_MM = (15.0, 180.0)
+_SHORT_MM = (5.0, 90.0)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+def _check_film(film: np.ndarray, dpi: float) -> None:
+    if not isinstance(film, np.ndarray) or film.ndim != 2 or film.dtype not in (np.uint8, np.uint16):
+        raise ValueError("film must be a 2-D uint8 or uint16 array")
+    if not dpi > 0:
+        raise ValueError("dpi must be positive")
+
+
+def _unit(film: np.ndarray) -> np.ndarray:
+    """Film as float32 in [0, 1] by robust full scale (a working copy)."""
+    f = film.astype(np.float32)
+    lo, hi = np.percentile(f[:: max(1, f.shape[0] // 512), :: max(1, f.shape[1] // 512)], (0.5, 99.9))
+    if film.dtype == np.uint8:
+        lo, hi = 0.0, 255.0
+    if hi <= lo:
+        hi = lo + 1.0
+    return np.clip((f - lo) / (hi - lo), 0.0, 1.0)
+
+
+def _odd(n: float) -> int:
+    n = max(3, int(round(n)))
+    return n if n % 2 else n + 1
+
+
+def _text_score(patch: np.ndarray) -> tuple[float, float]:
+    """(ink fraction, contrast) of a candidate patch, light background assumed."""
+    bg = float(np.percentile(patch, 75))
+    ink = patch < bg - 0.3
+    return float(ink.mean()), bg - float(np.percentile(patch, 5))
+
+
+# --------------------------------------------------------------------------------------------
+# locating
+# --------------------------------------------------------------------------------------------
+def _candidates(g: np.ndarray, wdpi: float, dark_text: bool) -> list[tuple[float, tuple[int, int, int, int]]]:
+    px_mm = wdpi / 25.4
+    k = _odd(3.0 * px_mm)
+    closed = cv2.morphologyEx(g, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    rows, cols = g.shape
+    out: list[tuple[float, tuple[int, int, int, int]]] = []
+    for t in (0.55, 0.65, 0.75, 0.85):
+        mask = (closed > t).astype(np.uint8)
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+        for i in range(1, n):
+            x, y, w, h, area = (int(v) for v in stats[i])
+            long_mm, short_mm = max(w, h) / px_mm, min(w, h) / px_mm
+            if not (_LONG_MM[0] <= long_mm <= _LONG_MM[1] and _SHORT_MM[0] <= short_mm <= _SHORT_MM[1]):
+                continue
+            fill = area / float(w * h)
+            if fill < 0.8:
+                continue
+            patch = g[y:y + h, x:x + w]
+            ink, contrast = _text_score(patch)
+            if not (0.02 <= ink <= 0.45) or contrast < 0.35:
+                continue
+            # flatness of the background: the closing inside should be near-constant
+            inner = closed[y:y + h, x:x + w][lab[y:y + h, x:x + w] == i]
+            flat = 1.0 - min(1.0, float(np.std(inner)) * 5.0)
+            dr = min(y, rows - (y + h)) / rows
+            dc = min(x, cols - (x + w)) / cols
+            corner = 1.0 if (dr < 0.2 and dc < 0.2) else 0.5
+            score = fill * flat * corner * min(1.0, contrast) * (1.0 if dark_text else 0.9)
+            out.append((score, (y, x, y + h, x + w)))
+    return out
+
+
+def _tighten(g: np.ndarray, box: tuple[int, int, int, int], margin: int) -> tuple[int, int, int, int]:
+    """Shrink a box (with margin) to the rows/columns mostly covered by the light patch."""
+    r0, c0, r1, c1 = box
+    r0, c0 = max(0, r0 - margin), max(0, c0 - margin)
+    r1, c1 = min(g.shape[0], r1 + margin), min(g.shape[1], c1 + margin)
+    crop = g[r0:r1, c0:c1]
+    level = float(np.percentile(crop, 90))
+    k = _odd(max(3, margin))
+    closed = cv2.morphologyEx(crop, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    on = closed > level - 0.25
+    rr = np.flatnonzero(on.mean(axis=1) > 0.6)
+    cc = np.flatnonzero(on.mean(axis=0) > 0.6)
+    if rr.size == 0 or cc.size == 0:
+        return box
+    return (r0 + int(rr[0]), c0 + int(cc[0]), r0 + int(rr[-1]) + 1, c0 + int(cc[-1]) + 1)
+
+
+def locate_label(film: np.ndarray, *, dpi: float) -> LabelRegion | None:
+    """Find the flashed ID label on a straightened, cropped film.
+
+    Parameters
+    ----------
+    film : ndarray of shape (M, N), uint8 or uint16
+        MONOCHROME2 film (high = bright). Not modified.
+    dpi : float
+        Scan resolution, dots per inch (sets the physical size limits:
+        label sides 5..180 mm).
+
+    Returns
+    -------
+    LabelRegion or None
+        ``box`` (row0, col0, row1, col1) in ``film`` pixels, half-open;
+        ``rotation_k`` the quarter turns (``numpy.rot90``) that make text
+        lines horizontal, judged from the box's aspect (0 or 1; the 180 degree
+        ambiguity is settled by :func:`read_label`, which tries both);
+        ``dark_text`` False for a dark patch with light text. None when no
+        label-like region is found.
+
+    Raises
+    ------
+    ValueError
+        ``film`` is not 2-D uint8/uint16, or ``dpi`` is not positive.
+    """
+    _check_film(film, dpi)
+    f = _unit(film)
+    scale = min(1.0, _WORK_DPI / dpi)
+    small = cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1.0 else f
+    wdpi = dpi * scale
+    best: tuple[float, tuple[int, int, int, int], bool] | None = None
+    for dark_text, g in ((True, small), (False, 1.0 - small)):
+        for score, box in _candidates(g, wdpi, dark_text):
+            if best is None or score > best[0]:
+                best = (score, box, dark_text)
+    if best is None or best[0] < 0.3:
+        return None
+    _, (r0, c0, r1, c1), dark_text = best
+    inv = 1.0 / scale
+    box = (int(r0 * inv), int(c0 * inv), int(np.ceil(r1 * inv)), int(np.ceil(c1 * inv)))
+    g_full = f if dark_text else 1.0 - f
+    box = _tighten(g_full, box, margin=max(2, int(round(inv * 2))))
+    h, w = box[2] - box[0], box[3] - box[1]
+    return LabelRegion(box=box, rotation_k=1 if h > w else 0, dark_text=dark_text)
+
+
+# --------------------------------------------------------------------------------------------
+# preparing
+# --------------------------------------------------------------------------------------------
+def _ink_mask(crop: np.ndarray) -> np.ndarray:
+    """Dark-ink mask of a light-background crop in [0, 1] (Otsu)."""
+    u8 = (crop * 255).astype(np.uint8)
+    _, m = cv2.threshold(u8, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    return m
+
+
+def estimate_skew(crop: np.ndarray, *, max_deg: float = 5.0, step_deg: float = 0.25) -> float:
+    """Skew of the text lines in an upright label crop, degrees counter-clockwise.
+
+    Parameters
+    ----------
+    crop : ndarray of shape (M, N), float32 in [0, 1]
+        Light background, dark text, lines roughly horizontal.
+    max_deg, step_deg : float
+        Search range and step, degrees.
+
+    Returns
+    -------
+    float
+        The angle whose counter-rotation maximises the variance of the row
+        profile of ink (projection-profile method).
+
+    References
+    ----------
+    Postl, W. "Detection of linear oblique structures and skew scan in
+    digitized documents", Proc. 8th ICPR, 1986 (projection profiles).
+    """
+    m = _ink_mask(crop).astype(np.float32)
+    h, w = m.shape
+    # work on a small copy: ~400 px wide is plenty for +-0.25 degree
+    s = min(1.0, 400.0 / max(w, 1))
+    if s < 1.0:
+        m = cv2.resize(m, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        h, w = m.shape
+    best_a, best_v = 0.0, -1.0
+    for a in np.arange(-max_deg, max_deg + 1e-9, step_deg):
+        rot = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), -float(a), 1.0)
+        r = cv2.warpAffine(m, rot, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+        v = float(np.var(r.sum(axis=1)))
+        if v > best_v + 1e-9 or (abs(v - best_v) <= 1e-9 and abs(a) < abs(best_a)):
+            best_a, best_v = float(a), v
+    return best_a
+
+
+def estimate_cap_height(crop: np.ndarray) -> float:
+    """Median height (pixels) of character-sized ink components in an upright crop."""
+    m = _ink_mask(crop)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    hs = [int(stats[i, 3]) for i in range(1, n)
+          if stats[i, 3] >= 4 and stats[i, 2] <= 3 * stats[i, 3] and stats[i, 3] < 0.5 * m.shape[0]]
+    if len(hs) < 3:
+        return float("nan")
+    return float(np.percentile(hs, 60))
+
+
+def prepare_label(film: np.ndarray, region: LabelRegion, *, rotation_k: int | None = None) -> np.ndarray:
+    """Crop a label, make it upright, deskew, rescale and stretch it for OCR.
+
+    Parameters
+    ----------
+    film : ndarray of shape (M, N), uint8 or uint16
+        The straightened film (not modified).
+    region : LabelRegion
+        From :func:`locate_label`.
+    rotation_k : int, optional
+        Quarter turns overriding ``region.rotation_k``.
+
+    Returns
+    -------
+    ndarray of shape (P, Q), uint8
+        Dark text on a light background, capital letters about
+        :data:`TARGET_CAP_PX` pixels high, with a light margin.
+    """
+    r0, c0, r1, c1 = region.box
+    crop = _unit(film)[r0:r1, c0:c1]
+    if not region.dark_text:
+        crop = 1.0 - crop
+    crop = np.ascontiguousarray(np.rot90(crop, region.rotation_k if rotation_k is None else rotation_k))
+    # contrast stretch: background -> 1, ink -> 0
+    lo, hi = np.percentile(crop, (2, 90))
+    if hi > lo:
+        crop = np.clip((crop - lo) / (hi - lo), 0.0, 1.0)
+    cap = estimate_cap_height(crop)
+    if np.isfinite(cap) and cap > 0:
+        s = float(np.clip(TARGET_CAP_PX / cap, 0.25, 8.0))
+        if abs(s - 1.0) > 0.05:
+            crop = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA)
+            crop = np.clip(crop, 0.0, 1.0)
+    a = estimate_skew(crop)
+    if abs(a) >= 0.25:
+        h, w = crop.shape
+        rot = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), -a, 1.0)
+        crop = cv2.warpAffine(crop, rot, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    pad = TARGET_CAP_PX
+    crop = cv2.copyMakeBorder(crop, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=1.0)
+    return (np.clip(crop, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+def _quality(fields: dict, lines: Sequence[OcrLine]) -> float:
+    confs = [w.confidence for ln in lines for w in ln.words]
+    return len(fields) + (float(np.mean(confs)) / 100.0 if confs else 0.0)
+
+
+def read_label(film: np.ndarray, *, dpi: float, config: OCRConfig) -> LabelReading:
+    """Locate, prepare, OCR and parse the film's ID label.
+
+    Parameters
+    ----------
+    film : ndarray of shape (M, N), uint8 or uint16
+        Straightened, cropped MONOCHROME2 film. Not modified.
+    dpi : float
+        Scan resolution, dots per inch.
+    config : OCRConfig
+
+    Returns
+    -------
+    LabelReading
+        ``fields`` by DICOM keyword (see :func:`pipeline.label_fields.parse_label`),
+        ``lines`` the OCR text lines, ``region`` the label found (its
+        ``rotation_k`` the orientation that read best). With no label found:
+        empty fields and ``region`` None. Nothing readable is not an error.
+
+    Raises
+    ------
+    ToolMissingError
+        Tesseract is not installed.
+    OCRError
+        Tesseract failed or timed out.
+    ValueError
+        ``film`` is not 2-D uint8/uint16, or ``dpi`` is not positive.
+
+    Notes
+    -----
+    The label is read in the orientation suggested by its aspect and, unless
+    that reading already yields five or more fields, also turned by 180
+    degrees; the reading with more fields (then higher mean confidence) wins.
+    """
+    region = locate_label(film, dpi=dpi)
+    if region is None:
+        return LabelReading(fields={})
+    best = None
+    for k in (region.rotation_k, (region.rotation_k + 2) % 4):
+        img = prepare_label(film, region, rotation_k=k)
+        lines = ocr_lines(img, config=config, psm=6, whitelist=LABEL_WHITELIST)
+        fields = parse_label(lines, config=config)
+        q = _quality(fields, lines)
+        if best is None or q > best[0]:
+            best = (q, k, lines, fields)
+        if len(fields) >= 5:
+            break
+    _, k, lines, fields = best
+    reg = LabelRegion(box=region.box, rotation_k=k, dark_text=region.dark_text, kind=region.kind)
+    return LabelReading(fields=fields, lines=tuple(ln.text for ln in lines), region=reg)
+
+
+def read_laterality_marker(
+    film: np.ndarray,
+    *,
+    dpi: float,
+    exclude_box: tuple[int, int, int, int] | None = None,
+    config: OCRConfig | None = None,
+) -> str:
+    """Read a lead laterality marker (a bright ``L`` or ``R``) on the film. Best effort.
+
+    Parameters
+    ----------
+    film : ndarray of shape (M, N), uint8 or uint16
+        MONOCHROME2 film (lead markers are the brightest, flat-topped blobs).
+    dpi : float
+        Scan resolution, dots per inch (markers are 5..30 mm letters).
+    exclude_box : tuple (row0, col0, row1, col1), optional
+        Region to ignore, normally the label box.
+    config : OCRConfig, optional
+
+    Returns
+    -------
+    str
+        ``'L'``, ``'R'``, or ``''`` when no marker is read with confidence, or
+        both letters are.
+
+    Raises
+    ------
+    ToolMissingError, OCRError
+        As :func:`pipeline.ocr.ocr_lines`.
+    """
+    _check_film(film, dpi)
+    config = config or OCRConfig()
+    f = _unit(film)
+    scale = min(1.0, 100.0 / dpi)
+    small = cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1.0 else f
+    px_mm = dpi * scale / 25.4
+    thr = max(0.9, float(np.percentile(small, 99.5)) - 0.02)
+    mask = (small >= thr).astype(np.uint8)
+    if exclude_box is not None:
+        r0, c0, r1, c1 = (int(v * scale) for v in exclude_box)
+        mask[max(0, r0 - 2):r1 + 2, max(0, c0 - 2):c1 + 2] = 0
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    found: dict[str, float] = {}
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if not (5 * px_mm <= h <= 30 * px_mm and 3 * px_mm <= w <= 30 * px_mm):
+            continue
+        fill = area / float(w * h)
+        if not 0.2 <= fill <= 0.75:  # letters, not filled blobs
+            continue
+        m = int(h * 0.4)
+        crop = small[max(0, y - m):y + h + m, max(0, x - m):x + w + m]
+        for k in range(4):
+            img = np.rot90(1.0 - crop, k)
+            s = 40.0 / img.shape[0] * 1.6
+            img = cv2.resize(np.ascontiguousarray(img), None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
+            u8 = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+            for line in ocr_lines(u8, config=config, psm=10, whitelist="LR"):
+                for wd in line.words:
+                    if wd.text in ("L", "R") and wd.confidence >= 80:
+                        found[wd.text] = max(found.get(wd.text, 0.0), wd.confidence)
+            if found:
+                break
+    if len(found) == 1:
+        return next(iter(found))
+    return ""
