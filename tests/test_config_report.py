@@ -1,0 +1,60 @@
+"""Configuration precedence and the report's fixed columns."""
+
+from __future__ import annotations
+
+import pytest
+
+from filmflow.config import load_settings
+from filmflow.discover import discover_scans
+from filmflow.errors import ConfigError, SourceError
+from filmflow.report import COLUMNS, read_report, report_row, report_status, write_report
+
+
+def test_env_beats_toml_and_overrides_beat_env(tmp_path, monkeypatch):
+    cfg = tmp_path / "f.toml"
+    cfg.write_text('[denoise]\nmethod = "off"\n[dicom]\ntransfer_syntax = "jpegls_lossless"\n[archive]\nurl = "a"\n')
+    monkeypatch.setenv("FILMFLOW_DICOM__TRANSFER_SYNTAX", "rle_lossless")
+    s = load_settings(cfg, archive={"url": "dicom://X@127.0.0.1:1"})
+    assert (s.denoise.method, s.dicom.transfer_syntax, s.archive.url) == ("off", "rle_lossless", "dicom://X@127.0.0.1:1")
+
+
+@pytest.mark.parametrize("text", ['[dicom]\nuid_root = "1.02.3"\n', '[denoise]\nmethod = "median"\n', "[[broken"])
+def test_bad_configuration_names_the_field(tmp_path, text):
+    cfg = tmp_path / "f.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError):
+        load_settings(cfg)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_report_columns_in_order(tmp_path):
+    rec = {"source_file": "a.tif", "sha256": "ab", "skew_deg": 1.5, "header": {"PatientID": "123", "PatientName": "DOE^JO"},
+           "qc_flags": "manifest_disagree", "fields": {"PatientID": {"value": "123", "confidence": 91.0}}}
+    path = write_report(tmp_path / "r.csv", [report_row(rec, status="flagged", ledger_state="flagged")])
+    rows = read_report(path)
+    assert list(rows[0])[: len(COLUMNS)] == list(COLUMNS)
+    assert (rows[0]["patient_id"], rows[0]["patient_name"], rows[0]["status"], rows[0]["conf_PatientID"]) == ("123", "DOE^JO", "flagged", "91.0")
+
+
+def test_report_status_vocabulary():
+    assert report_status("archived", archived_before=True) == "skipped"
+    assert report_status("archived", archived_before=False) == "archived"
+    assert report_status("processed", archived_before=False) == "pending"
+    assert report_status("rejected", archived_before=False) == "failed"
+
+
+def test_discover_skips_other_files_and_symlink_loops(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.TIF").write_bytes(b"x")
+    (tmp_path / "b.png").write_bytes(b"y")
+    (tmp_path / "notes.txt").write_text("z")
+    (tmp_path / "sub" / "loop").symlink_to(tmp_path)
+    found = discover_scans(tmp_path, (".tif", ".png"))
+    assert [f.relative for f in found] == ["b.png", "sub/a.TIF"]
+    assert all(len(f.sha256) == 64 for f in found)
+    with pytest.raises(SourceError):
+        discover_scans(tmp_path / "missing", (".tif",))
