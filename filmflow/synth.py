@@ -118,3 +118,211 @@ def render_label(
     for i, t in enumerate(lines):
         draw.text((pad, pad + i * line_h), t, fill=25, font=fnt)
     return np.asarray(img, dtype=np.float32) / 255.0
+
+
+# --- film scans ------------------------------------------------------------------------------------
+#: Optical density of clear film base + fog, and of the darkest (fully exposed) film.
+D_MIN, D_MAX = 0.2, 2.5
+#: Scanner response exponent applied to transmittance (a gamma-like transfer curve).
+SCANNER_GAMMA = 0.45
+#: Bare scanner bed level as a fraction of full scale.
+BED_LEVEL = 0.96
+LABEL_CORNERS = ("top-left", "top-right", "bottom-right", "bottom-left")
+
+
+def _rounded_rect_alpha(rows: int, cols: int, radius: float) -> np.ndarray:
+    """Anti-aliased coverage of a rounded rectangle whose edges lie half a pixel
+    outside the outer pixel centres (so the straight edges sit at -0.5 and n-0.5)."""
+    y = np.arange(rows, dtype=np.float64)[:, None]
+    x = np.arange(cols, dtype=np.float64)[None, :]
+    # signed distance inside the rectangle [-0.5, cols-0.5] x [-0.5, rows-0.5] with rounded corners
+    hx, hy = cols / 2.0, rows / 2.0
+    qx = np.abs(x - (cols - 1) / 2.0) - (hx - radius)
+    qy = np.abs(y - (rows - 1) / 2.0) - (hy - radius)
+    outside = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0) - radius
+    return np.clip(0.5 - outside, 0.0, 1.0)
+
+
+def make_film_scan(
+    radiograph: np.ndarray,
+    label_fields: dict[str, str],
+    *,
+    rng: np.random.Generator,
+    skew_deg: float = 0.0,
+    dpi: float = 150.0,
+    film_size_in: tuple[float, float] = (8.0, 10.0),
+    bits: int = 16,
+    bits_stored: int = 12,
+    noise: float = 0.01,
+    label_corner: str = "top-left",
+    label_rotation_k: int = 0,
+    date_style: str = "iso",
+    dust: bool = True,
+    margin_in: float = 0.5,
+    off_edge_px: int = 0,
+    source: str = "",
+    attribution: str = "",
+) -> tuple[np.ndarray, dict]:
+    """Simulate a transmissive scan of an X-ray film lying skewed on a bright bed.
+
+    Parameters
+    ----------
+    radiograph : ndarray of shape (H, W), float in [0, 1]
+        Display intensity as in MONOCHROME2 (bone bright, air dark); resized to
+        cover the film (centre crop).
+    label_fields : dict
+        DICOM keyword -> value printed on the flashed ID label (see :func:`label_lines`).
+    rng : numpy.random.Generator
+        Source of all randomness (grain, dust, placement).
+    skew_deg : float
+        Angle in degrees by which the film lies rotated, counter-clockwise
+        positive as seen on screen (y axis down), as ``cv2.getRotationMatrix2D``.
+    dpi : float
+        Scan resolution, dots per inch.
+    film_size_in : (width, height)
+        Film size in inches (portrait: width < height).
+    bits : 8 or 16
+        Sample container; ``bits_stored`` (12..16) significant bits for 16.
+    noise : float
+        Film grain standard deviation as a fraction of full scale (scanner noise
+        on the bed is half of it).
+    label_corner : str
+        One of :data:`LABEL_CORNERS`, in the upright film.
+    label_rotation_k : int
+        Quarter turns (``numpy.rot90``) applied to the label before placing it.
+    date_style : str
+        See :func:`format_date`.
+    dust : bool
+        Add a few dark dust specks on bed and film.
+    margin_in : float
+        Bed visible around the rotated film, inches.
+    off_edge_px : int
+        Crop this many pixels of the film off the right side of the scan (a film
+        running off the bed).
+
+    Returns
+    -------
+    scan : ndarray of shape (M, N), uint8 or uint16
+    truth : dict
+        ``skew_deg``, ``film_quad`` ([x, y] corners clockwise from top-left, scan
+        pixel coordinates, pixel centres at integers), ``film_box`` (row0, col0,
+        row1, col1, half-open), ``film_shape`` (rows, cols of the upright film),
+        ``label_box`` (row0, col0, row1, col1 in the upright film), ``dpi``,
+        ``bits``, ``bits_stored``, ``label_corner``, ``label_rotation_k``,
+        ``date_style``, ``fields``, ``touches_bed_edge``, ``source``, ``attribution``.
+
+    Notes
+    -----
+    Film intensity follows transmittance ``10**-D`` with density
+    ``D = D_MIN + (D_MAX - D_MIN) * (1 - radiograph)``, raised to
+    :data:`SCANNER_GAMMA`; the bed transmits fully (:data:`BED_LEVEL`). The
+    film has a thin darker rim and rounded corners; the label is a light patch
+    (low density) with dark text, cap height ~2.5 mm.
+    """
+    import cv2
+
+    if bits not in (8, 16):
+        raise ValueError("bits must be 8 or 16")
+    if bits == 16 and not 12 <= bits_stored <= 16:
+        raise ValueError("bits_stored must be 12..16 for 16-bit scans")
+    if label_corner not in LABEL_CORNERS:
+        raise ValueError(f"label_corner must be one of {LABEL_CORNERS}")
+    fw, fh = int(round(film_size_in[0] * dpi)), int(round(film_size_in[1] * dpi))
+
+    # radiograph -> film intensity (cover + centre crop)
+    r = np.clip(np.asarray(radiograph, dtype=np.float64), 0.0, 1.0)
+    sc = max(fw / r.shape[1], fh / r.shape[0])
+    rr = cv2.resize(r.astype(np.float32), (max(fw, int(np.ceil(r.shape[1] * sc))), max(fh, int(np.ceil(r.shape[0] * sc)))), interpolation=cv2.INTER_AREA)
+    oy, ox = (rr.shape[0] - fh) // 2, (rr.shape[1] - fw) // 2
+    rr = rr[oy : oy + fh, ox : ox + fw].astype(np.float64)
+    film = (10.0 ** -(D_MIN + (D_MAX - D_MIN) * (1.0 - rr))) ** SCANNER_GAMMA
+
+    # flashed ID label: light patch, dark text, inset from the film corner
+    cap = max(12, int(round(2.5 / 25.4 * dpi)))
+    lab = np.rot90(render_label(label_fields, cap_height_px=cap, date_style=date_style), label_rotation_k).astype(np.float64)
+    inset = int(round(0.2 * dpi))
+    lh, lw = lab.shape
+    if lh + 2 * inset > fh or lw + 2 * inset > fw:
+        raise ValueError("label does not fit on the film; use a larger film or lower dpi")
+    top = label_corner.startswith("top")
+    left = label_corner.endswith("left")
+    r0 = inset if top else fh - inset - lh
+    c0 = inset if left else fw - inset - lw
+    film[r0 : r0 + lh, c0 : c0 + lw] = 0.08 + 0.78 * lab
+    label_box = [r0, c0, r0 + lh, c0 + lw]
+
+    # darker rim (edge fog) and rounded corners
+    rim = max(2, int(round(0.03 * dpi)))
+    film[:rim, :] *= 0.7
+    film[-rim:, :] *= 0.7
+    film[:, :rim] *= 0.7
+    film[:, -rim:] *= 0.7
+    alpha = _rounded_rect_alpha(fh, fw, radius=0.12 * dpi)
+    unit = alpha * film + (1.0 - alpha) * 1.0  # 1.0 = bare bed (relative)
+
+    # place on the bed, rotated by skew_deg about the film centre
+    pad = 4
+    src = np.ones((fh + 2 * pad, fw + 2 * pad), dtype=np.float32)
+    src[pad:-pad, pad:-pad] = unit
+    th = np.radians(skew_deg)
+    bw = abs(fw * np.cos(th)) + abs(fh * np.sin(th))
+    bh = abs(fw * np.sin(th)) + abs(fh * np.cos(th))
+    m_in = int(round(margin_in * dpi))
+    cols, rows = int(np.ceil(bw)) + 2 * m_in, int(np.ceil(bh)) + 2 * m_in
+    c_src = (pad + (fw - 1) / 2.0, pad + (fh - 1) / 2.0)
+    jitter = rng.uniform(-0.25, 0.25, size=2) * m_in
+    c_dst = ((cols - 1) / 2.0 + jitter[0], (rows - 1) / 2.0 + jitter[1])
+    m = cv2.getRotationMatrix2D(c_src, skew_deg, 1.0)
+    m[:, 2] += np.asarray(c_dst) - np.asarray(c_src)
+    scan = cv2.warpAffine(src, m, (cols, rows), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
+    scan = cv2.GaussianBlur(scan.astype(np.float64), (0, 0), 0.6)  # scanner optics (MTF)
+    corners = np.array(
+        [[pad - 0.5, pad - 0.5], [pad + fw - 0.5, pad - 0.5], [pad + fw - 0.5, pad + fh - 0.5], [pad - 0.5, pad + fh - 0.5]]
+    )
+    quad = corners @ m[:, :2].T + m[:, 2]
+
+    # grain on the film, scanner noise everywhere, dust specks
+    film_mask = scan < 0.99
+    scan = scan + rng.normal(0.0, noise / 2.0, scan.shape) + film_mask * rng.normal(0.0, noise, scan.shape)
+    if dust:
+        for _ in range(int(rng.integers(4, 12))):
+            cy, cx = rng.uniform(0, rows), rng.uniform(0, cols)
+            rad = rng.uniform(0.8, 2.5)
+            yy, xx = np.ogrid[max(0, int(cy - 4)) : min(rows, int(cy + 5)), max(0, int(cx - 4)) : min(cols, int(cx + 5))]
+            d = np.hypot(yy - cy, xx - cx)
+            sub = scan[yy, xx]
+            scan[yy, xx] = np.where(d <= rad, sub * rng.uniform(0.3, 0.6), sub)
+
+    touches = False
+    if off_edge_px > 0:
+        cut = int(np.ceil(quad[:, 0].max())) + 1 - off_edge_px
+        scan = scan[:, :cut]
+        cols = cut
+        touches = True
+
+    full = 255 if bits == 8 else (1 << bits_stored) - 1
+    out = np.clip(np.rint(scan * BED_LEVEL * full), 0, full).astype(np.uint8 if bits == 8 else np.uint16)
+    box = [
+        max(0, int(np.floor(quad[:, 1].min()))),
+        max(0, int(np.floor(quad[:, 0].min()))),
+        min(rows, int(np.ceil(quad[:, 1].max())) + 1),
+        min(cols, int(np.ceil(quad[:, 0].max())) + 1),
+    ]
+    truth = {
+        "skew_deg": float(skew_deg),
+        "film_quad": [[round(float(x), 3), round(float(y), 3)] for x, y in quad],
+        "film_box": box,
+        "film_shape": [fh, fw],
+        "label_box": label_box,
+        "dpi": float(dpi),
+        "bits": bits,
+        "bits_stored": 8 if bits == 8 else int(bits_stored),
+        "label_corner": label_corner,
+        "label_rotation_k": int(label_rotation_k) % 4,
+        "date_style": date_style,
+        "fields": dict(label_fields),
+        "touches_bed_edge": touches,
+        "source": source,
+        "attribution": attribution,
+    }
+    return out, truth

@@ -1,0 +1,107 @@
+"""Mild, edge-preserving denoising of a straightened film (film grain, scanner
+noise, dust specks), keeping the dtype and range.
+
+The noise level is estimated from the image itself (Immerkaer's Laplacian-
+difference operator with a robust median, so edges and anatomy do not inflate
+it), and the filter strength is that sigma times ``strength``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+
+Method = Literal["bilateral", "nlmeans", "off"]
+#: Immerkaer's noise-estimation kernel (difference of two Laplacians); its L2 norm is 6.
+_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+#: A pixel is a speck when it differs from its 3x3 median by this many sigmas.
+SPECK_SIGMAS = 6.0
+
+
+def estimate_noise_sigma(image: np.ndarray) -> float:
+    """Standard deviation of additive white noise, in image units.
+
+    Parameters
+    ----------
+    image : ndarray of shape (M, N), uint8 or uint16
+
+    Returns
+    -------
+    float
+        ``1.4826 * median(|image * N|) / 6`` with Immerkaer's kernel ``N``.
+
+    References
+    ----------
+    J. Immerkaer, "Fast noise variance estimation", Computer Vision and Image
+    Understanding 64(2), 300-302, 1996 (here with a median instead of the mean
+    absolute value, for robustness to edges).
+    """
+    f = cv2.filter2D(np.asarray(image, dtype=np.float32), cv2.CV_32F, _IMMERKAER, borderType=cv2.BORDER_REFLECT)
+    return float(1.4826 * np.median(np.abs(f[1:-1, 1:-1])) / 6.0)
+
+
+def denoise(image: np.ndarray, *, method: Method = "bilateral", strength: float = 1.0) -> np.ndarray:
+    """Denoise a film mildly, preserving edges, shape, dtype and range.
+
+    Parameters
+    ----------
+    image : ndarray of shape (M, N), uint8 or uint16
+    method : {'bilateral', 'nlmeans', 'off'}
+        ``bilateral``: cv2.bilateralFilter on float32 (d = 5, sigmaSpace = 1.5 px,
+        sigmaColor = 2 * strength * sigma). ``nlmeans``: cv2.fastNlMeansDenoising
+        (L1 norm for 16-bit; h = strength * sigma * 0.8, 5x5 template, 15x15 search).
+        ``off``: return a copy.
+    strength : float
+        Multiplier of the estimated noise sigma (0 returns a copy).
+
+    Returns
+    -------
+    ndarray of shape (M, N), same dtype as ``image``
+        Values rounded and clipped to the input's own [min, max].
+
+    Raises
+    ------
+    ValueError
+        Unknown method, negative strength, or an image that is not 2-D uint8/uint16.
+
+    Notes
+    -----
+    Isolated dust specks (a pixel differing from its 3x3 median by more than
+    :data:`SPECK_SIGMAS` sigmas) are first replaced by that median.
+
+    References
+    ----------
+    C. Tomasi and R. Manduchi, "Bilateral filtering for gray and color images",
+    ICCV 1998. A. Buades, B. Coll and J.-M. Morel, "A non-local algorithm for
+    image denoising", CVPR 2005. OpenCV documentation of ``bilateralFilter`` and
+    ``fastNlMeansDenoising``.
+    """
+    img = np.asarray(image)
+    if img.ndim != 2 or img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"denoise expects a 2-D uint8 or uint16 image, got {img.dtype} {img.shape}")
+    if method not in ("bilateral", "nlmeans", "off"):
+        raise ValueError(f"unknown denoise method {method!r}")
+    if strength < 0:
+        raise ValueError("strength must be >= 0")
+    if method == "off" or strength == 0 or img.size == 0:
+        return img.copy()
+    sigma = estimate_noise_sigma(img)
+    if sigma <= 0:
+        return img.copy()
+    vmin, vmax = int(img.min()), int(img.max())
+
+    med = cv2.medianBlur(img, 3)  # medianBlur supports uint16 for ksize 3 and 5
+    speck = np.abs(img.astype(np.int32) - med.astype(np.int32)) > SPECK_SIGMAS * sigma
+    work = np.where(speck, med, img)
+
+    if method == "bilateral":
+        out = cv2.bilateralFilter(work.astype(np.float32), d=5, sigmaColor=2.0 * strength * sigma, sigmaSpace=1.5)
+    else:
+        h = float(strength * sigma * 0.8)
+        if img.dtype == np.uint16:
+            out = cv2.fastNlMeansDenoising(work, [h], templateWindowSize=5, searchWindowSize=15, normType=cv2.NORM_L1)
+        else:
+            out = cv2.fastNlMeansDenoising(work, h=h, templateWindowSize=5, searchWindowSize=15)
+    return np.clip(np.rint(out), vmin, vmax).astype(img.dtype)

@@ -1,0 +1,393 @@
+"""Find the film on the scanner bed, measure its skew, straighten and crop it.
+
+A film scan is a darker film (with its anatomy) lying on a bright scanner bed,
+rotated by a few degrees and sometimes running off the bed. The steps here:
+
+1. :func:`find_film` segments the film on a downsampled copy (bed level from
+   the scan border, threshold, morphology, largest component), takes the
+   minimum-area rectangle of its outline as a first estimate, then refines each
+   of the four film edges at full resolution: many intensity profiles across
+   the edge, the sub-pixel position of the steepest bed/film step on each, and a
+   robust total-least-squares line through those points. The skew is the
+   weighted mean of the four side angles; the corners are the intersections of
+   the four lines.
+2. :func:`straighten` rotates by ``-skew_deg`` and crops to the film in a single
+   ``cv2.warpAffine`` (one interpolation), keeping the dtype.
+
+Conventions
+-----------
+Coordinates are (x, y) = (column, row) for points and corners, (row, col) for
+boxes and shapes. ``skew_deg`` is the angle in degrees by which the film lay
+rotated in the scan, counter-clockwise positive as seen on screen (image y axis
+pointing down), the same sense as ``cv2.getRotationMatrix2D``. Correcting it
+rotates by ``-skew_deg``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage as ndi
+
+from filmflow.errors import FilmNotFoundError
+from pipeline.types import Geometry
+
+#: Longest side of the working copy used for segmentation, pixels.
+WORK_SIDE_PX = 800
+#: A component must cover this fraction of the scan to count as a film.
+MIN_FILM_FRACTION = 0.02
+#: Share of each side (at each end) skipped when sampling edge points (rounded corners).
+CORNER_SKIP = 0.1
+
+
+@dataclass(frozen=True)
+class FilmDetection:
+    """Result of :func:`find_film`.
+
+    Attributes
+    ----------
+    quad : tuple of 4 (x, y) pairs
+        Film corners in scan pixel coordinates (x = column, y = row; pixel
+        centres at integers), clockwise from top-left. Corners of a film that
+        runs off the scan may lie outside the image.
+    skew_deg : float
+        Angle in degrees, counter-clockwise positive on screen, in [-45, 45).
+    film_count : int
+        Number of film-sized regions on the bed (>1 means several films).
+    touches_bed_edge : bool
+        True when the film runs off the scan.
+    bed_level : float
+        Intensity of the bare scanner bed, in image units.
+    sides_measured : int
+        How many of the four edges were refined at sub-pixel precision (0 means
+        the skew is the coarse minimum-area-rectangle estimate).
+    """
+
+    quad: tuple[tuple[float, float], ...]
+    skew_deg: float
+    film_count: int
+    touches_bed_edge: bool
+    bed_level: float
+    sides_measured: int
+
+
+def find_film(image: np.ndarray) -> FilmDetection:
+    """Locate the film on the bright scanner bed and measure its skew.
+
+    Parameters
+    ----------
+    image : ndarray of shape (M, N), uint8 or uint16
+        A positive scan: bright bed, darker film (invert negatives first, see
+        :mod:`pipeline.polarity`).
+
+    Returns
+    -------
+    FilmDetection
+
+    Raises
+    ------
+    FilmNotFoundError
+        Blank, all-black or all-white scan, or no film-sized dark region on the bed.
+
+    Notes
+    -----
+    When no bright bed surrounds the film (a scan already cropped to the film),
+    the whole image is returned as the film with ``skew_deg = 0`` and
+    ``touches_bed_edge = True``; no content-based skew estimate is made.
+    """
+    img = _check_image(image)
+    rows, cols = img.shape
+    s = max(1, math.ceil(max(rows, cols) / WORK_SIDE_PX))
+    small = cv2.resize(img.astype(np.float32), (max(1, cols // s), max(1, rows // s)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), 1.5)
+
+    lo, hi = np.percentile(small, [0.5, 99.5])
+    full_scale = 255.0 if img.dtype == np.uint8 else max(float(img.max()), 1.0)
+    if hi - lo < 0.03 * max(hi, 0.05 * full_scale):
+        raise FilmNotFoundError("scan is blank (no contrast): no film on the bed; check the scanner and rescan")
+
+    ring_w = max(2, min(small.shape) // 100)
+    ring = np.concatenate([small[:ring_w].ravel(), small[-ring_w:].ravel(), small[:, :ring_w].ravel(), small[:, -ring_w:].ravel()])
+    bed = float(np.percentile(ring, 75))
+    whole = _whole_image(img.shape)
+    if bed < lo + 0.5 * (hi - lo):
+        return whole  # no bright bed around the film: already cropped (or a negative)
+    near = ring[np.abs(ring - bed) < 0.1 * (bed - lo)]
+    sigma = 1.4826 * float(np.median(np.abs(near - np.median(near)))) if near.size else 0.0
+    thr = bed - max(5.0 * sigma, 0.08 * (bed - lo))
+
+    mask = (small < thr).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    mask = ndi.binary_fill_holes(mask).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n <= 1:
+        raise FilmNotFoundError("no film found on the scanner bed (bed only); check the scan")
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    big = int(np.argmax(areas)) + 1
+    total = small.shape[0] * small.shape[1]
+    if areas.max() < MIN_FILM_FRACTION * total:
+        raise FilmNotFoundError("no film-sized region on the scanner bed (only specks); check the scan")
+    if areas.max() > 0.97 * total:
+        return whole
+    film_count = int(np.sum(areas >= max(MIN_FILM_FRACTION * total, 0.2 * areas.max())))
+    x, y, w, h = stats[big, :4]
+    touches = bool(x <= 1 or y <= 1 or x + w >= small.shape[1] - 1 or y + h >= small.shape[0] - 1)
+
+    contours, _ = cv2.findContours((labels == big).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    rect = cv2.minAreaRect(max(contours, key=cv2.contourArea))
+    corners = cv2.boxPoints(rect).astype(np.float64) * s + (s - 1) / 2.0
+    corners = _order_corners(corners)
+
+    lines, weights, angles = [], [], []
+    for i in range(4):
+        p0, p1 = corners[i], corners[(i + 1) % 4]
+        fit = _refine_side(img, p0, p1, search=2.0 * s + 6.0, min_step=0.5 * (bed - thr))
+        if fit is None:
+            d = (p1 - p0) / np.linalg.norm(p1 - p0)
+            lines.append((p0, d))
+            continue
+        c, d, npts, rms = fit
+        lines.append((c, d))
+        angles.append(_side_angle(i, d))
+        length = float(np.linalg.norm(p1 - p0))
+        weights.append(npts * length**2 / max(rms, 0.05) ** 2)
+
+    if angles:
+        # the side angles are close to each other; average them as unit vectors
+        a = np.radians(np.asarray(angles))
+        wts = np.asarray(weights)
+        skew = math.degrees(math.atan2(np.sum(wts * np.sin(a)), np.sum(wts * np.cos(a))))
+    else:
+        skew = _side_angle(0, (corners[1] - corners[0]) / np.linalg.norm(corners[1] - corners[0]))
+    quad = tuple(tuple(float(v) for v in _intersect(lines[(i - 1) % 4], lines[i])) for i in range(4))
+    return FilmDetection(
+        quad=quad,
+        skew_deg=float(skew),
+        film_count=film_count,
+        touches_bed_edge=touches,
+        bed_level=bed,
+        sides_measured=len(angles),
+    )
+
+
+def estimate_skew(image: np.ndarray) -> float:
+    """Skew of the film on the bed, degrees, counter-clockwise positive on screen.
+
+    Parameters
+    ----------
+    image : ndarray of shape (M, N), uint8 or uint16
+
+    Returns
+    -------
+    float
+        Angle in degrees in [-45, 45); correcting rotates by its negative.
+
+    Raises
+    ------
+    FilmNotFoundError
+        See :func:`find_film`.
+    """
+    return find_film(image).skew_deg
+
+
+def straighten(
+    image: np.ndarray,
+    *,
+    max_skew_deg: float,
+    margin_px: int = 0,
+    detection: FilmDetection | None = None,
+) -> tuple[np.ndarray, Geometry]:
+    """Rotate the scan by ``-skew_deg`` and crop it to the film, in one interpolation.
+
+    Parameters
+    ----------
+    image : ndarray of shape (M, N), uint8 or uint16
+        The positive scan.
+    max_skew_deg : float
+        Largest skew corrected, degrees; a larger measured skew raises.
+    margin_px : int
+        Extra bed kept around the film on every side, pixels (>= 0).
+    detection : FilmDetection, optional
+        A detection already made on ``image`` (otherwise :func:`find_film` runs).
+
+    Returns
+    -------
+    film : ndarray of shape (R, C), same dtype as ``image``
+        The straightened film. Bicubic interpolation, clipped to the input's own
+        [min, max] so that no value leaves the scanner's range.
+    geometry : Geometry
+        ``rotation_k`` 0 and ``orientation_decided`` False: orientation is
+        decided later, from the label.
+
+    Raises
+    ------
+    FilmNotFoundError
+        No film found, or its skew exceeds ``max_skew_deg``.
+    """
+    img = _check_image(image)
+    if margin_px < 0:
+        raise ValueError("margin_px must be >= 0")
+    det = detection if detection is not None else find_film(img)
+    if abs(det.skew_deg) > max_skew_deg:
+        raise FilmNotFoundError(
+            f"film lies rotated by {det.skew_deg:.1f} degrees, more than geometry.max_skew_deg={max_skew_deg}; "
+            "place the film straighter on the bed and rescan"
+        )
+    rows, cols = img.shape
+    centre = ((cols - 1) / 2.0, (rows - 1) / 2.0)
+    m = cv2.getRotationMatrix2D(centre, -det.skew_deg, 1.0)
+    q = np.asarray(det.quad, dtype=np.float64)
+    qr = q @ m[:, :2].T + m[:, 2]
+    top, bottom = (qr[0, 1] + qr[1, 1]) / 2, (qr[2, 1] + qr[3, 1]) / 2
+    left, right = (qr[0, 0] + qr[3, 0]) / 2, (qr[1, 0] + qr[2, 0]) / 2
+    # keep pixels whose centre lies inside the film edge (the 50 % transition)
+    r0, r1 = math.ceil(top - margin_px), math.floor(bottom + margin_px) + 1
+    c0, c1 = math.ceil(left - margin_px), math.floor(right + margin_px) + 1
+    if det.touches_bed_edge:
+        # never extend the crop beyond the rotated scan itself
+        box = np.array([[0, 0], [cols - 1, 0], [cols - 1, rows - 1], [0, rows - 1]], dtype=np.float64) @ m[:, :2].T + m[:, 2]
+        r0, c0 = max(r0, math.ceil(box[:, 1].min())), max(c0, math.ceil(box[:, 0].min()))
+        r1, c1 = min(r1, math.floor(box[:, 1].max()) + 1), min(c1, math.floor(box[:, 0].max()) + 1)
+    if r1 - r0 < 2 or c1 - c0 < 2:
+        raise FilmNotFoundError("film region is degenerate after straightening; check the scan")
+    m_crop = m.copy()
+    m_crop[:, 2] -= (c0, r0)
+    fill = float(np.clip(round(det.bed_level), 0, np.iinfo(img.dtype).max))
+    if abs(det.skew_deg) < 1e-4 and not det.touches_bed_edge and r0 >= 0 and c0 >= 0 and r1 <= rows and c1 <= cols:
+        film = img[r0:r1, c0:c1].copy()
+    else:
+        film = cv2.warpAffine(
+            img, m_crop, (c1 - c0, r1 - r0), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=fill
+        )
+        vmin, vmax = int(img.min()), int(img.max())
+        np.clip(film, min(vmin, int(fill)), max(vmax, int(fill)), out=film)
+    fb = (
+        max(0, math.floor(q[:, 1].min())),
+        max(0, math.floor(q[:, 0].min())),
+        min(rows, math.ceil(q[:, 1].max()) + 1),
+        min(cols, math.ceil(q[:, 0].max()) + 1),
+    )
+    geom = Geometry(
+        skew_deg=det.skew_deg,
+        film_quad=det.quad,
+        film_box=fb,
+        crop_shape=film.shape,
+        touches_bed_edge=det.touches_bed_edge,
+        film_count=det.film_count,
+        rotation_k=0,
+        orientation_decided=False,
+        inverted=False,
+    )
+    return film, geom
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def _check_image(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image)
+    if img.ndim != 2 or img.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"expected a 2-D uint8 or uint16 image, got {img.dtype} of shape {img.shape}")
+    return img
+
+
+def _whole_image(shape: tuple[int, int]) -> FilmDetection:
+    rows, cols = shape
+    quad = ((0.0, 0.0), (cols - 1.0, 0.0), (cols - 1.0, rows - 1.0), (0.0, rows - 1.0))
+    return FilmDetection(quad=quad, skew_deg=0.0, film_count=1, touches_bed_edge=True, bed_level=0.0, sides_measured=0)
+
+
+def _order_corners(pts: np.ndarray) -> np.ndarray:
+    """Order 4 rectangle corners clockwise on screen, starting with the one whose
+    outgoing edge points within [-45, 45) degrees of +x (the top edge)."""
+    c = pts.mean(axis=0)
+    order = np.argsort(np.arctan2(pts[:, 1] - c[1], pts[:, 0] - c[0]))  # clockwise on screen (y down)
+    pts = pts[order]
+    for i in range(4):
+        d = pts[(i + 1) % 4] - pts[i]
+        phi = math.degrees(math.atan2(d[1], d[0]))
+        if -45.0 <= phi < 45.0:
+            return np.roll(pts, -i, axis=0)
+    return pts
+
+
+def _side_angle(i: int, d: np.ndarray) -> float:
+    """Skew (ccw positive on screen) implied by the direction ``d`` of side ``i``
+    (0 top going +x, 1 right going +y, 2 bottom going -x, 3 left going -y)."""
+    dx, dy = float(d[0]), float(d[1])
+    a = [(-dy, dx), (dx, dy), (dy, -dx), (-dx, -dy)][i]
+    return math.degrees(math.atan2(*a))
+
+
+def _refine_side(
+    img: np.ndarray, p0: np.ndarray, p1: np.ndarray, *, search: float, min_step: float
+) -> tuple[np.ndarray, np.ndarray, int, float] | None:
+    """Sub-pixel edge points across the side p0->p1 and a robust line through them.
+
+    Returns (point on line, unit direction p0->p1, inlier count, rms residual px)
+    or None when fewer than 12 usable edge points were found.
+    """
+    rows, cols = img.shape
+    length = float(np.linalg.norm(p1 - p0))
+    t = (p1 - p0) / length
+    n = np.array([t[1], -t[0]])  # left normal of a clockwise outline points outward
+    step = max(2.0, length / 500.0)
+    u = np.arange(CORNER_SKIP * length, (1 - CORNER_SKIP) * length, step)
+    if u.size < 12:
+        return None
+    k = np.arange(-search, search + 0.25, 0.5)
+    base = p0[None, :] + u[:, None] * t[None, :]
+    pts = base[:, None, :] + k[None, :, None] * n[None, None, :]  # (U, K, 2) as (x, y)
+    inside = (pts[..., 0] >= 0) & (pts[..., 0] <= cols - 1) & (pts[..., 1] >= 0) & (pts[..., 1] <= rows - 1)
+    ok = inside.all(axis=1)
+    if ok.sum() < 12:
+        return None
+    pts, base = pts[ok], base[ok]
+    prof = ndi.map_coordinates(img, [pts[..., 1].ravel(), pts[..., 0].ravel()], order=1, output=np.float64)
+    prof = ndi.gaussian_filter1d(prof.reshape(pts.shape[:2]), 1.0, axis=1)
+    grad = np.gradient(prof, axis=1)  # outward: film (dark) -> bed (bright) is a rise
+    j = np.argmax(grad[:, 1:-1], axis=1) + 1
+    g0, g1, g2 = (grad[np.arange(len(j)), j + o] for o in (-1, 0, 1))
+    denom = g0 - 2 * g1 + g2
+    off = np.where(denom < 0, 0.5 * (g0 - g2) / np.where(denom == 0, -1, denom), 0.0)
+    off = np.clip(off, -0.5, 0.5)
+    stepsize = prof[:, -4:].mean(axis=1) - prof[:, :4].mean(axis=1)
+    good = (stepsize > min_step) & (j > 1) & (j < len(k) - 2)
+    if good.sum() < 12:
+        return None
+    pos = (k[0] + (j + off) * 0.5)[good]
+    edge = base[good] + pos[:, None] * n[None, :]
+    return _robust_line(edge, t)
+
+
+def _robust_line(pts: np.ndarray, t_hint: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float] | None:
+    """Total-least-squares line with iterative trimming of outliers."""
+    keep = np.ones(len(pts), dtype=bool)
+    for _ in range(5):
+        c = pts[keep].mean(axis=0)
+        _, _, vt = np.linalg.svd(pts[keep] - c, full_matrices=False)
+        d = vt[0]
+        if d @ t_hint < 0:
+            d = -d
+        nrm = np.array([-d[1], d[0]])
+        r = (pts - c) @ nrm
+        mad = 1.4826 * np.median(np.abs(r[keep] - np.median(r[keep])))
+        new = np.abs(r - np.median(r[keep])) <= max(3.0 * mad, 0.3)
+        if new.sum() < 12:
+            return None
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    rms = float(np.sqrt(np.mean(r[keep] ** 2)))
+    return c, d, int(keep.sum()), rms
+
+
+def _intersect(l1: tuple[np.ndarray, np.ndarray], l2: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    (c1, d1), (c2, d2) = l1, l2
+    a = np.array([d1, -d2]).T
+    if abs(np.linalg.det(a)) < 1e-9:
+        return (c1 + c2) / 2
+    s = np.linalg.solve(a, c2 - c1)
+    return c1 + s[0] * d1

@@ -1,0 +1,82 @@
+"""Detect and fix a negative (inverted) scan.
+
+A positive transmissive film scan shows the bare scanner bed as the brightest
+area around the film. When a scan comes out as a negative (a digitizer set to
+"negative film", or an export in MONOCHROME1 sense), the bed is the darkest
+area instead. The rule here is deliberately simple and only looks at the scan
+border, where the bed lies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Width of the border ring inspected, as a fraction of the shorter side.
+RING_FRACTION = 0.02
+
+
+def detect_inverted(image: np.ndarray) -> bool:
+    """True when ``image`` looks like a negative scan (dark bed around the film).
+
+    Parameters
+    ----------
+    image : ndarray of shape (M, N), uint8 or uint16
+        The whole scan, bed included (not a film already cropped).
+
+    Returns
+    -------
+    bool
+        True when the border ring (the bed) is darker than the 10th percentile
+        of the scan's interior and fairly uniform; False otherwise, including
+        when there is no uniform border (no bed visible: undecidable, left as is).
+
+    Notes
+    -----
+    A positive scan's bed transmits fully and is brighter than any film
+    density; a negative scan's bed is the darkest region. A film crop has no
+    bed, and radiographs commonly have dark (directly exposed) borders, so the
+    rule is not meant for crops.
+    """
+    img = np.asarray(image)
+    if img.ndim != 2:
+        raise TypeError(f"expected a 2-D image, got shape {img.shape}")
+    w = max(2, int(min(img.shape) * RING_FRACTION))
+    ring = np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[:, :w].ravel(), img[:, -w:].ravel()]).astype(np.float64)
+    inner = img[w:-w, w:-w].astype(np.float64)
+    if inner.size == 0:
+        return False
+    p10, p90 = np.percentile(inner, [10, 90])
+    spread = max(p90 - p10, 1e-9)
+    r_med = float(np.median(ring))
+    uniform = float(np.percentile(ring, 75) - np.percentile(ring, 25)) < 0.1 * spread
+    return bool(uniform and r_med < p10)
+
+
+def invert(image: np.ndarray, *, bits_stored: int | None = None) -> np.ndarray:
+    """Invert intensities within the stored range: ``(2**bits_stored - 1) - image``.
+
+    Parameters
+    ----------
+    image : ndarray of shape (M, N), uint8 or uint16
+    bits_stored : int, optional
+        Significant bits (defaults to the dtype's width: 8 or 16).
+
+    Returns
+    -------
+    ndarray, same shape and dtype as ``image``
+
+    Raises
+    ------
+    ValueError
+        When ``image`` holds values above ``2**bits_stored - 1`` or is not uint8/uint16.
+    """
+    img = np.asarray(image)
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"invert expects uint8 or uint16, got {img.dtype}")
+    bits = bits_stored if bits_stored is not None else img.dtype.itemsize * 8
+    if not 1 <= bits <= img.dtype.itemsize * 8:
+        raise ValueError(f"bits_stored={bits} does not fit {img.dtype}")
+    top = (1 << bits) - 1
+    if img.size and int(img.max()) > top:
+        raise ValueError(f"image holds values above 2**{bits}-1; bits_stored is wrong")
+    return (np.asarray(top, dtype=img.dtype) - img).astype(img.dtype, copy=False)
