@@ -443,8 +443,18 @@ def as_plain_sc(ds: Dataset) -> Dataset:
 
 
 def _native_pixels(ds: Dataset) -> np.ndarray:
-    """The pixel array exactly as stored (no masking, no rescale)."""
-    return ds.pixel_array
+    """The native Pixel Data exactly as stored, unused high bits included.
+
+    ``Dataset.pixel_array`` masks the bits above High Bit, which would hide the
+    very values a codec would drop, so native data is read from the raw bytes.
+    """
+    dtype = np.dtype("<u2") if int(ds.BitsAllocated) == 16 else np.dtype("u1")
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    shape = (frames, int(ds.Rows), int(ds.Columns)) if frames > 1 else (int(ds.Rows), int(ds.Columns))
+    count = int(np.prod(shape)) * int(ds.SamplesPerPixel)
+    if int(ds.SamplesPerPixel) != 1 or len(ds.PixelData) < count * dtype.itemsize:
+        raise _fail("Pixel Data does not match Rows, Columns and Bits Allocated")
+    return np.frombuffer(ds.PixelData, dtype=dtype, count=count).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def write_dataset(ds: Dataset, path: str | os.PathLike[str], *, transfer_syntax: str = "explicit_vr_le") -> Path:
@@ -512,7 +522,7 @@ def write_dataset(ds: Dataset, path: str | os.PathLike[str], *, transfer_syntax:
                 out.compress(ts, encoding_plugin=plugin, generate_instance_uid=False)
             except (RuntimeError, ValueError, ImportError) as exc:
                 raise _fail(f"cannot encode pixel data as {transfer_syntax}: {exc}") from None
-            decoded = _native_pixels(out)
+            decoded = out.pixel_array
             if decoded.dtype != original.dtype or not np.array_equal(decoded, original):
                 raise _fail(f"{transfer_syntax} round trip changed the pixel data; file not written")
     out.file_meta.TransferSyntaxUID = ts
