@@ -272,6 +272,21 @@ def build_film_dataset(
         except ValueError:
             raise _fail(f"{keyword} is not a valid {vr} value") from None
 
+    for keyword, value in (
+        ("Manufacturer", config.manufacturer),
+        ("InstitutionName", config.institution_name),
+        ("StudyDescription", config.study_description),
+        ("SeriesDescription", config.series_description),
+        ("SecondaryCaptureDeviceManufacturer", config.digitizer_manufacturer),
+        ("SecondaryCaptureDeviceManufacturerModelName", config.digitizer_model),
+        ("SecondaryCaptureDeviceSoftwareVersions", config.digitizer_software),
+        ("SecondaryCaptureDeviceID", config.digitizer_device_id),
+    ):
+        try:
+            validate_value("LO", value, pydicom.config.RAISE)
+        except ValueError:
+            raise _fail(f"configured {keyword} is not a valid LO value (at most 64 characters, no backslash)") from None
+
     derivation = derivation_description.strip()
     if photometric_inverted_fixed:
         derivation = "; ".join(p for p in (derivation, "scan was a negative, inverted to MONOCHROME2") if p)

@@ -318,3 +318,8 @@ def test_invalid_uid_is_refused(rg2_crop):
                      series_instance_uid=UIDS.series_instance_uid, original_sop_instance_uid="")
     with pytest.raises(DicomBuildError, match="sop_instance_uid"):
         build(rg2_crop, uids=bad)
+
+
+def test_overlong_configured_text_is_refused(rg2_crop):
+    with pytest.raises(DicomBuildError, match="SecondaryCaptureDeviceManufacturerModelName"):
+        build(rg2_crop, config=CONFIG.model_copy(update={"digitizer_model": "M" * 65}))
