@@ -255,16 +255,17 @@ def parse_person_name(text: str, *, order: str = "family_first") -> str:
 def fix_digits(text: str) -> str:
     """Correct OCR letter-for-digit confusions in an identifier that is mostly digits.
 
-    A leading run of letters that are not usual confusions (``A`` in
-    ``A1234567``) is kept as a prefix; the rest is mapped ``O``->0, ``I``/``l``->1,
+    A leading run of letters holding at least one letter that is not a usual
+    confusion (``A`` in ``A1234567``, ``AB`` in ``AB0012``) is kept as a prefix; the rest is mapped ``O``->0, ``I``/``l``->1,
     ``S``->5, ``B``->8 (and ``Z``->2, ``G``->6) when at least half of it is
     digits already. Otherwise ``text`` is returned unchanged.
     """
     conf = "OoQDIl|iSsBZzGT"
     n = 0
-    while n < len(text) and text[n].isalpha() and text[n] not in conf:
+    while n < len(text) and text[n].isalpha():
         n += 1
-    prefix = text[:n]
+    # a leading letter run is a real prefix when it holds a letter that is not a usual confusion
+    prefix = text[:n] if n < len(text) and any(c not in conf for c in text[:n]) else ""
     rest = text[len(prefix):]
     if not rest:
         return text
