@@ -23,6 +23,7 @@ from filmflow.config import Settings, load_settings
 from filmflow.discover import SourceFile, discover_scans
 from filmflow.ledger import PENDING_PUSH, Ledger, default_ledger_url
 from filmflow.report import report_row, report_status, write_report
+from flows.artifacts import BatchDashboard
 from flows.film import FilmOutcome, film_tag, process_film
 from flows.push import Pusher
 from pipeline.manifest import load_manifest
@@ -39,6 +40,14 @@ class BatchSummary:
     qc_counts: dict[str, int] = field(default_factory=dict)
     films: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+
+
+@task(name="process-film", task_run_name="film-{tag}", cache_policy=NO_CACHE, persist_result=False)
+def process_film_task(tag: str, source: SourceFile, settings: Settings, batch_name: str, manifest_rows: Any,
+                      staging_dir: Path, duplicate_of: tuple[str, ...]) -> FilmOutcome:
+    """Process one film (see :func:`flows.film.process_film`); ``tag`` names it in the run name."""
+    return process_film(source.path, source_file=source.relative, settings=settings, batch_name=batch_name,
+                        manifest_rows=manifest_rows, staging_dir=staging_dir, duplicate_of=duplicate_of)
 
 
 @flow(name="migrate-batch", flow_run_name="migrate-{batch_name}", log_prints=False, validate_parameters=False)
@@ -103,7 +112,8 @@ def migrate_batch(
             to_process.append(s)
 
     pusher = Pusher(ledger, arch, settings.archive)
-    push = pusher.push
+    dash = BatchDashboard.from_settings(batch_name, settings, total=len(to_process))  # artifacts, run name/tags
+    push = dash.timed_push(pusher.push)
 
     # films processed in an earlier run whose push did not finish
     for key in to_push:
@@ -127,6 +137,7 @@ def migrate_batch(
         key = str(s.path)
         outcome: FilmOutcome = fut.result()
         done += 1
+        dash.film_done(outcome.state, outcome.record)
         try:
             ledger.transition(key, outcome.state, record=outcome.record, staged_path=outcome.staged_path,
                               sop_instance_uid=outcome.record.get("sop_instance_uid", ""),
@@ -165,6 +176,7 @@ def migrate_batch(
     summary = BatchSummary(batch_name=batch_name, report_path=str(report_path), archive_url=settings.archive.url,
                            counts=counts, qc_counts=qc_counts, films=films, seconds=round(time.perf_counter() - t0, 2))
     log.info("batch %s done: %s", batch_name, ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    dash.finish(summary, sources)
     return summary
 
 
@@ -177,3 +189,4 @@ def _attach_file_log(work_dir: Path) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+        logger.propagate = False
