@@ -21,7 +21,7 @@ from filmflow.config import Settings
 from filmflow.errors import FilmError, FilmflowError
 from pipeline import denoise as denoise_mod
 from pipeline import dicom_film, geometry, label, manifest, polarity, scan_io, uids
-from pipeline.types import LabelReading, ManifestRow, Reconciliation
+from pipeline.types import ManifestRow, Reconciliation
 from qc import checks
 from qc.types import QCResult, worst
 
@@ -105,13 +105,14 @@ def process_film(
     timer = _Timer()
     record: dict[str, Any] = {"source_file": source_file, "source_path": str(source_path), "sha256": "", "batch": batch_name}
     try:
-        return _process(source_path, record, timer, settings, batch_name, manifest_rows, staging_dir, duplicate_of, overrides)
+        return _process(source_path, source_file, record, timer, settings, batch_name, manifest_rows, staging_dir, duplicate_of, overrides)
     except FilmError as exc:
         record.update(timings=timer.times, error=f"{exc.code}: {exc}")
         return FilmOutcome("failed", record, error=record["error"])
     except FilmflowError:
         raise  # batch-level (tool missing, ...): the flow decides
     except Exception as exc:  # a bug in filmflow: fail this film, keep the batch going
+        # the traceback goes to the work folder's log file only (filmflow logger does not propagate)
         log.error("film %s: internal error %s\n%s", film_tag(source_path), type(exc).__name__, traceback.format_exc())
         record.update(timings=timer.times, error=f"internal_error: {type(exc).__name__} (see the work folder's log)")
         return FilmOutcome("failed", record, error=record["error"])
@@ -119,6 +120,7 @@ def process_film(
 
 def _process(
     source_path: Path,
+    source_file: str,
     record: dict[str, Any],
     timer: _Timer,
     settings: Settings,
@@ -242,7 +244,3 @@ def _recon_dict(recon: Reconciliation) -> dict[str, Any]:
         "disagreements": [asdict(d) for d in recon.disagreements],
     }
 
-
-def reading_is_empty(reading: LabelReading) -> bool:
-    """True when nothing was read from the label."""
-    return not reading.fields
