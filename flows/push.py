@@ -17,14 +17,10 @@ from prefect.cache_policies import NO_CACHE
 
 from filmflow.archive import Archive, StoreReceipt
 from filmflow.config import ArchiveConfig
-from filmflow.errors import ArchiveError, ArchiveUnreachableError
+from filmflow.archive.base import is_transient
+from filmflow.errors import ArchiveError
 from filmflow.ledger import PENDING_PUSH, Ledger
 from flows.film import film_tag
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for archive faults worth retrying (unreachable, timeouts, aborted associations)."""
-    return isinstance(exc, ArchiveUnreachableError) or bool(getattr(exc, "transient", False))
 
 
 def _retry_transient(task_: Any, task_run: Any, state: Any) -> bool:
