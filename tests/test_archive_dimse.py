@@ -215,3 +215,21 @@ def test_peer_accepting_nothing_we_write(scp, film_files):
         with pytest.raises(StoreFailedError, match="accepted no presentation context") as info:
             archive.store(path)
     assert not is_transient(info.value)
+
+
+def test_association_closed_by_idle_peer_is_reopened(film_files):
+    """Orthanc drops idle associations after DicomScpTimeout; the next store reconnects."""
+    import time
+
+    from orthanc_server import OrthancServer, orthanc_available
+
+    if not orthanc_available():
+        pytest.skip("Debian's orthanc is not installed (/usr/sbin/Orthanc missing)")
+    first, second = film_files(2)
+    with OrthancServer(extra_config={"DicomScpTimeout": 1}) as server:
+        with DimseArchive.from_url(server.dicom_url, CONFIG) as archive:
+            archive.store(first)
+            time.sleep(2.5)
+            receipt = archive.store(second)
+            archive.verify(receipt)
+        assert len(server.rest("GET", "/instances")) == 2

@@ -1,0 +1,105 @@
+"""Archive throughput: filmflow's C-STORE and STOW-RS vs dcmtk ``storescu``, same files, same run.
+
+Starts a throw-away Orthanc on loopback (tests/orthanc_server.py), writes N
+synthetic films (Multi-frame Grayscale Word SC, 16-bit, seeded noise), pushes
+them with each method into an emptied Orthanc and prints instances/second.
+
+    .venv/bin/python bench/archive_throughput.py --films 200 --rows 1024 --cols 1024
+
+filmflow's numbers include what a receipt needs (reading the file and hashing
+the decoded pixels); ``storescu`` only streams files, and (like pynetdicom's
+storescu app) does not act on the returned status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fixtures_orthanc import make_film_file  # noqa: E402
+from orthanc_server import CALLING_AET, OrthancServer  # noqa: E402
+
+from filmflow.archive.dicomweb import ENV_PASSWORD, ENV_TOKEN, ENV_USER, DicomWebArchive  # noqa: E402
+from filmflow.archive.dimse import DimseArchive  # noqa: E402
+from filmflow.config import ArchiveConfig  # noqa: E402
+
+TS = {
+    "explicit": "1.2.840.10008.1.2.1",
+    "jpegls": "1.2.840.10008.1.2.4.80",
+    "j2k": "1.2.840.10008.1.2.4.90",
+    "rle": "1.2.840.10008.1.2.5",
+}
+
+
+def run_filmflow(archive_cls, url: str, files: list[Path]) -> float:
+    t0 = time.perf_counter()
+    with archive_cls.from_url(url, ArchiveConfig(timeout_s=60)) as archive:
+        archive.check()
+        for f in files:
+            archive.store(f)
+    return time.perf_counter() - t0
+
+
+def run_storescu(server: OrthancServer, files: list[Path]) -> float:
+    exe = shutil.which("storescu")
+    if exe is None:
+        raise SystemExit("storescu (dcmtk) not found")
+    t0 = time.perf_counter()
+    subprocess.run(
+        [exe, "-aet", CALLING_AET, "-aec", server.aet, "127.0.0.1", str(server.dicom_port), *map(str, files)],
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--films", type=int, default=200)
+    p.add_argument("--rows", type=int, default=1024)
+    p.add_argument("--cols", type=int, default=1024)
+    p.add_argument("--ts", choices=sorted(TS), default="explicit")
+    args = p.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="filmflow-bench-"))
+    try:
+        t0 = time.perf_counter()
+        files = [
+            make_film_file(tmp, seed=i, shape=(args.rows, args.cols), transfer_syntax=TS[args.ts]) for i in range(args.films)
+        ]
+        mb = sum(f.stat().st_size for f in files) / 1e6
+        print(f"{args.films} films {args.rows}x{args.cols} uint16, {args.ts}, {mb:.0f} MB, made in {time.perf_counter() - t0:.1f} s")
+        with OrthancServer() as server:
+            os.environ.pop(ENV_TOKEN, None)
+            os.environ[ENV_USER], os.environ[ENV_PASSWORD] = server.auth
+            results: dict[str, float] = {}
+            for name, run in (
+                ("storescu (dcmtk)", lambda: run_storescu(server, files)),
+                ("filmflow C-STORE", lambda: run_filmflow(DimseArchive, server.dicom_url, files)),
+                ("filmflow STOW-RS", lambda: run_filmflow(DicomWebArchive, server.dicomweb_url, files)),
+            ):
+                server.clear()
+                seconds = run()
+                stored = len(server.rest("GET", "/instances"))
+                if stored != len(files):
+                    raise SystemExit(f"{name}: Orthanc holds {stored} of {len(files)} instances")
+                results[name] = seconds
+        base = results["storescu (dcmtk)"]
+        print(f"{'method':<20} {'seconds':>8} {'inst/s':>8} {'MB/s':>7} {'vs storescu':>12}")
+        for name, seconds in results.items():
+            print(f"{name:<20} {seconds:8.2f} {len(files) / seconds:8.1f} {mb / seconds:7.1f} {base / seconds:11.2f}x")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
