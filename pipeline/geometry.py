@@ -36,7 +36,7 @@ from filmflow.errors import FilmNotFoundError
 from pipeline.types import Geometry
 
 #: Longest side of the working copy used for segmentation, pixels.
-WORK_SIDE_PX = 800
+WORK_SIDE_PX = 1200
 #: A component must cover this fraction of the scan to count as a film.
 MIN_FILM_FRACTION = 0.02
 #: Share of each side (at each end) skipped when sampling edge points (rounded corners).
@@ -102,7 +102,7 @@ def find_film(image: np.ndarray) -> FilmDetection:
     rows, cols = img.shape
     s = max(1, math.ceil(max(rows, cols) / WORK_SIDE_PX))
     small = cv2.resize(img.astype(np.float32), (max(1, cols // s), max(1, rows // s)), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), 1.5)
+    small = cv2.GaussianBlur(cv2.medianBlur(small, 3), (0, 0), 1.0)  # median: dust specks
 
     lo, hi = np.percentile(small, [0.5, 99.5])
     full_scale = 255.0 if img.dtype == np.uint8 else max(float(img.max()), 1.0)
@@ -111,16 +111,19 @@ def find_film(image: np.ndarray) -> FilmDetection:
 
     ring_w = max(2, min(small.shape) // 100)
     ring = np.concatenate([small[:ring_w].ravel(), small[-ring_w:].ravel(), small[:, :ring_w].ravel(), small[:, -ring_w:].ravel()])
-    bed = float(np.percentile(ring, 75))
+    # the bed is the brightest part of the border (a film may run off some sides)
+    bed = float(np.percentile(ring, 90))
     whole = _whole_image(img.shape)
-    if bed < lo + 0.5 * (hi - lo):
+    if bed < lo + 0.6 * (hi - lo):
         return whole  # no bright bed around the film: already cropped (or a negative)
     near = ring[np.abs(ring - bed) < 0.1 * (bed - lo)]
     sigma = 1.4826 * float(np.median(np.abs(near - np.median(near)))) if near.size else 0.0
     thr = bed - max(5.0 * sigma, 0.08 * (bed - lo))
 
+    if np.mean(ring >= thr) < 0.02:
+        return whole  # (almost) no bed visible on the border
     mask = (small < thr).astype(np.uint8)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
     mask = ndi.binary_fill_holes(mask).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
@@ -131,8 +134,6 @@ def find_film(image: np.ndarray) -> FilmDetection:
     total = small.shape[0] * small.shape[1]
     if areas.max() < MIN_FILM_FRACTION * total:
         raise FilmNotFoundError("no film-sized region on the scanner bed (only specks); check the scan")
-    if areas.max() > 0.97 * total:
-        return whole
     film_count = int(np.sum(areas >= max(MIN_FILM_FRACTION * total, 0.2 * areas.max())))
     x, y, w, h = stats[big, :4]
     touches = bool(x <= 1 or y <= 1 or x + w >= small.shape[1] - 1 or y + h >= small.shape[0] - 1)
@@ -142,19 +143,25 @@ def find_film(image: np.ndarray) -> FilmDetection:
     corners = cv2.boxPoints(rect).astype(np.float64) * s + (s - 1) / 2.0
     corners = _order_corners(corners)
 
-    lines, weights, angles = [], [], []
-    for i in range(4):
-        p0, p1 = corners[i], corners[(i + 1) % 4]
-        fit = _refine_side(img, p0, p1, search=2.0 * s + 6.0, min_step=0.5 * (bed - thr))
-        if fit is None:
-            d = (p1 - p0) / np.linalg.norm(p1 - p0)
-            lines.append((p0, d))
-            continue
-        c, d, npts, rms = fit
-        lines.append((c, d))
-        angles.append(_side_angle(i, d))
-        length = float(np.linalg.norm(p1 - p0))
-        weights.append(npts * length**2 / max(rms, 0.05) ** 2)
+    # two passes: a wide search around the coarse rectangle, then a narrow one
+    # around the lines of the first pass
+    search = 3.0 * s + 10.0
+    for _ in range(2):
+        lines, weights, angles = [], [], []
+        for i in range(4):
+            p0, p1 = corners[i], corners[(i + 1) % 4]
+            fit = _refine_side(img, p0, p1, search=search, min_step=0.5 * (bed - thr))
+            if fit is None:
+                d = (p1 - p0) / np.linalg.norm(p1 - p0)
+                lines.append((p0, d))
+                continue
+            c, d, npts, rms = fit
+            lines.append((c, d))
+            angles.append(_side_angle(i, d))
+            length = float(np.linalg.norm(p1 - p0))
+            weights.append(npts * length**2 / max(rms, 0.05) ** 2)
+        corners = np.array([_intersect(lines[(i - 1) % 4], lines[i]) for i in range(4)])
+        search = 2.0 * s + 4.0
 
     if angles:
         # the side angles are close to each other; average them as unit vectors
@@ -163,7 +170,7 @@ def find_film(image: np.ndarray) -> FilmDetection:
         skew = math.degrees(math.atan2(np.sum(wts * np.sin(a)), np.sum(wts * np.cos(a))))
     else:
         skew = _side_angle(0, (corners[1] - corners[0]) / np.linalg.norm(corners[1] - corners[0]))
-    quad = tuple(tuple(float(v) for v in _intersect(lines[(i - 1) % 4], lines[i])) for i in range(4))
+    quad = tuple((float(x), float(y)) for x, y in corners)
     return FilmDetection(
         quad=quad,
         skew_deg=float(skew),
@@ -340,12 +347,13 @@ def _refine_side(
     k = np.arange(-search, search + 0.25, 0.5)
     base = p0[None, :] + u[:, None] * t[None, :]
     pts = base[:, None, :] + k[None, :, None] * n[None, None, :]  # (U, K, 2) as (x, y)
-    inside = (pts[..., 0] >= 0) & (pts[..., 0] <= cols - 1) & (pts[..., 1] >= 0) & (pts[..., 1] <= rows - 1)
-    ok = inside.all(axis=1)
+    # samples beyond the scan repeat the border value (flat: no false edge there)
+    mid = base + 0.0
+    ok = (mid[:, 0] >= 0) & (mid[:, 0] <= cols - 1) & (mid[:, 1] >= 0) & (mid[:, 1] <= rows - 1)
     if ok.sum() < 12:
         return None
     pts, base = pts[ok], base[ok]
-    prof = ndi.map_coordinates(img, [pts[..., 1].ravel(), pts[..., 0].ravel()], order=1, output=np.float64)
+    prof = ndi.map_coordinates(img, [pts[..., 1].ravel(), pts[..., 0].ravel()], order=1, mode="nearest", output=np.float64)
     prof = ndi.gaussian_filter1d(prof.reshape(pts.shape[:2]), 1.0, axis=1)
     grad = np.gradient(prof, axis=1)  # outward: film (dark) -> bed (bright) is a rise
     j = np.argmax(grad[:, 1:-1], axis=1) + 1
@@ -359,6 +367,11 @@ def _refine_side(
         return None
     pos = (k[0] + (j + off) * 0.5)[good]
     edge = base[good] + pos[:, None] * n[None, :]
+    # steps right at the scan border are scanner-edge artefacts, not the film edge
+    border_dist = np.minimum.reduce([edge[:, 0], cols - 1 - edge[:, 0], edge[:, 1], rows - 1 - edge[:, 1]])
+    edge = edge[border_dist > 3.0]
+    if len(edge) < 12:
+        return None
     return _robust_line(edge, t)
 
 

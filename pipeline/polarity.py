@@ -26,8 +26,8 @@ def detect_inverted(image: np.ndarray) -> bool:
     Returns
     -------
     bool
-        True when the border ring (the bed) is darker than the 10th percentile
-        of the scan's interior and fairly uniform; False otherwise, including
+        True when the border ring (the bed) is fairly uniform and clearly darker
+        (by a quarter of the 5..95 % range) than the median of the interior; False otherwise, including
         when there is no uniform border (no bed visible: undecidable, left as is).
 
     Notes
@@ -45,11 +45,11 @@ def detect_inverted(image: np.ndarray) -> bool:
     inner = img[w:-w, w:-w].astype(np.float64)
     if inner.size == 0:
         return False
-    p10, p90 = np.percentile(inner, [10, 90])
-    spread = max(p90 - p10, 1e-9)
+    p5, p95 = np.percentile(img, [5, 95])
+    spread = max(float(p95 - p5), 1e-9)
     r_med = float(np.median(ring))
     uniform = float(np.percentile(ring, 75) - np.percentile(ring, 25)) < 0.1 * spread
-    return bool(uniform and r_med < p10)
+    return bool(uniform and r_med < float(np.median(inner)) - 0.25 * spread)
 
 
 def invert(image: np.ndarray, *, bits_stored: int | None = None) -> np.ndarray:

@@ -149,7 +149,9 @@ def _decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple | None, str
     except (UnsupportedScanError, ScanTooLargeError, UnreadableScanError):
         raise
     except UnidentifiedImageError:
-        raise UnreadableScanError("file is not a readable image (TIFF, PNG or JPEG expected)") from None
+        raise UnreadableScanError(
+            "scan is not a readable image (truncated, damaged, or not TIFF/PNG/JPEG); rescan or re-export it"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error) as exc:
         raise UnreadableScanError(
             f"scan cannot be decoded ({type(exc).__name__}: the file is truncated or damaged); rescan or re-export it"
