@@ -4,9 +4,10 @@ Steps (each a plain function):
 
 1. :func:`locate_label` -- the label is a flat rectangle (light with dark text,
    or dark with light text) of label-like physical size, usually in a corner.
-   Candidates are bright connected regions of a grey *closing* (which fills
-   the printed strokes) at a working resolution of ~50 dpi, scored by
-   rectangularity, presence of text strokes and corner position.
+   Candidates are clusters of printed strokes (black-hat of a 3 mm grey
+   closing) on a flat light background at a working resolution of ~75 dpi,
+   scored by compactness, background flatness, number of characters and
+   corner position; the box is then grown to the edges of the light patch.
 2. :func:`prepare_label` -- crop, turn upright, deskew the crop itself
    (projection-profile search), rescale so capital letters are
    :data:`TARGET_CAP_PX` high, stretch contrast, pad.
@@ -44,7 +45,7 @@ TARGET_CAP_PX = 30
 #: Characters a printed label may carry (Tesseract whitelist).
 LABEL_WHITELIST = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:,./-#'^&()"
 #: Working resolution of the label search, dots per inch.
-_WORK_DPI = 50.0
+_WORK_DPI = 75.0
 #: Plausible label size, mm (width or height, whichever is longer / shorter).
 _LONG_MM = (15.0, 180.0)
 _SHORT_MM = (5.0, 90.0)
@@ -76,63 +77,76 @@ def _odd(n: float) -> int:
     return n if n % 2 else n + 1
 
 
-def _text_score(patch: np.ndarray) -> tuple[float, float]:
-    """(ink fraction, contrast) of a candidate patch, light background assumed."""
-    bg = float(np.percentile(patch, 75))
-    ink = patch < bg - 0.3
-    return float(ink.mean()), bg - float(np.percentile(patch, 5))
-
-
-# --------------------------------------------------------------------------------------------
-# locating
-# --------------------------------------------------------------------------------------------
 def _candidates(g: np.ndarray, wdpi: float, dark_text: bool) -> list[tuple[float, tuple[int, int, int, int]]]:
+    """Text-like clusters of dark strokes on a flat bright background: (score, box)."""
     px_mm = wdpi / 25.4
     k = _odd(3.0 * px_mm)
-    closed = cv2.morphologyEx(g, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    se = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+    closed = cv2.morphologyEx(g, cv2.MORPH_CLOSE, se)
+    strokes = (((closed - g) > 0.2) & (closed > 0.5)).astype(np.uint8)
+    # keep character-sized stroke blobs only (film edges, wires and bone borders are longer)
+    n, lab, st, _ = cv2.connectedComponentsWithStats(strokes, connectivity=8)
+    small_blob = (st[:, cv2.CC_STAT_WIDTH] <= 8 * px_mm) & (st[:, cv2.CC_STAT_HEIGHT] <= 8 * px_mm)
+    small_blob[0] = False
+    strokes = small_blob[lab]
     rows, cols = g.shape
     out: list[tuple[float, tuple[int, int, int, int]]] = []
-    for t in (0.55, 0.65, 0.75, 0.85):
-        mask = (closed > t).astype(np.uint8)
-        n, lab, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
-        for i in range(1, n):
-            x, y, w, h, area = (int(v) for v in stats[i])
-            long_mm, short_mm = max(w, h) / px_mm, min(w, h) / px_mm
-            if not (_LONG_MM[0] <= long_mm <= _LONG_MM[1] and _SHORT_MM[0] <= short_mm <= _SHORT_MM[1]):
-                continue
-            fill = area / float(w * h)
-            if fill < 0.8:
-                continue
-            patch = g[y:y + h, x:x + w]
-            ink, contrast = _text_score(patch)
-            if not (0.02 <= ink <= 0.45) or contrast < 0.35:
-                continue
-            # flatness of the background: the closing inside should be near-constant
-            inner = closed[y:y + h, x:x + w][lab[y:y + h, x:x + w] == i]
-            flat = 1.0 - min(1.0, float(np.std(inner)) * 5.0)
-            dr = min(y, rows - (y + h)) / rows
-            dc = min(x, cols - (x + w)) / cols
-            corner = 1.0 if (dr < 0.2 and dc < 0.2) else 0.5
-            score = fill * flat * corner * min(1.0, contrast) * (1.0 if dark_text else 0.9)
-            out.append((score, (y, x, y + h, x + w)))
+    long_k, short_k = _odd(6.0 * px_mm), _odd(3.0 * px_mm)
+    for kshape in ((long_k, short_k), (short_k, long_k)):  # text lines horizontal, then vertical
+        merged = cv2.morphologyEx(strokes.astype(np.uint8), cv2.MORPH_CLOSE,
+                                  cv2.getStructuringElement(cv2.MORPH_RECT, kshape))
+        _, _, stats, _ = cv2.connectedComponentsWithStats(merged, connectivity=8)
+        out += _score_clusters(stats, strokes, closed, px_mm, dark_text)
     return out
 
 
-def _tighten(g: np.ndarray, box: tuple[int, int, int, int], margin: int) -> tuple[int, int, int, int]:
-    """Shrink a box (with margin) to the rows/columns mostly covered by the light patch."""
+def _score_clusters(stats, strokes, closed, px_mm, dark_text):
+    rows, cols = strokes.shape
+    out: list[tuple[float, tuple[int, int, int, int]]] = []
+    for i in range(1, stats.shape[0]):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        long_mm, short_mm = max(w, h) / px_mm, min(w, h) / px_mm
+        if not (_LONG_MM[0] <= long_mm <= _LONG_MM[1] and 3.0 <= short_mm <= _SHORT_MM[1]):
+            continue
+        fill = area / float(w * h)
+        density = float(strokes[y:y + h, x:x + w].mean())
+        if fill < 0.5 or not 0.04 <= density <= 0.6:
+            continue
+        bg = closed[y:y + h, x:x + w]
+        level = float(np.median(bg))
+        flat = 1.0 - min(1.0, float(np.percentile(bg, 90) - np.percentile(bg, 10)) * 3.0)
+        if level < 0.5 or flat <= 0.2:
+            continue
+        n_chars = cv2.connectedComponents(strokes[y:y + h, x:x + w].astype(np.uint8))[0] - 1
+        dr = min(y, rows - (y + h)) / rows
+        dc = min(x, cols - (x + w)) / cols
+        corner = 1.0 if (dr < 0.2 and dc < 0.2) else 0.4
+        score = corner * flat * fill * min(1.0, n_chars / 60.0) * (1.0 if dark_text else 0.9)
+        out.append((score, (y, x, y + h, x + w)))
+    return out
+
+
+def _grow(g: np.ndarray, box: tuple[int, int, int, int], max_px: int) -> tuple[int, int, int, int]:
+    """Grow a text box to the edges of its flat light patch (at most ``max_px`` per side)."""
     r0, c0, r1, c1 = box
-    r0, c0 = max(0, r0 - margin), max(0, c0 - margin)
-    r1, c1 = min(g.shape[0], r1 + margin), min(g.shape[1], c1 + margin)
-    crop = g[r0:r1, c0:c1]
-    level = float(np.percentile(crop, 90))
-    k = _odd(max(3, margin))
-    closed = cv2.morphologyEx(crop, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    on = closed > level - 0.25
-    rr = np.flatnonzero(on.mean(axis=1) > 0.6)
-    cc = np.flatnonzero(on.mean(axis=0) > 0.6)
-    if rr.size == 0 or cc.size == 0:
-        return box
-    return (r0 + int(rr[0]), c0 + int(cc[0]), r0 + int(rr[-1]) + 1, c0 + int(cc[-1]) + 1)
+    level = float(np.percentile(g[r0:r1, c0:c1], 75))
+
+    def ok(strip: np.ndarray) -> bool:
+        return strip.size > 0 and float(np.median(strip)) > level - 0.15 and float(np.mean(strip > level - 0.35)) > 0.8
+
+    for _ in range(max_px):
+        grew = False
+        if r0 > 0 and ok(g[r0 - 1, c0:c1]):
+            r0, grew = r0 - 1, True
+        if r1 < g.shape[0] and ok(g[r1, c0:c1]):
+            r1, grew = r1 + 1, True
+        if c0 > 0 and ok(g[r0:r1, c0 - 1]):
+            c0, grew = c0 - 1, True
+        if c1 < g.shape[1] and ok(g[r0:r1, c1]):
+            c1, grew = c1 + 1, True
+        if not grew:
+            break
+    return (r0, c0, r1, c1)
 
 
 def locate_label(film: np.ndarray, *, dpi: float) -> LabelRegion | None:
@@ -171,13 +185,14 @@ def locate_label(film: np.ndarray, *, dpi: float) -> LabelRegion | None:
         for score, box in _candidates(g, wdpi, dark_text):
             if best is None or score > best[0]:
                 best = (score, box, dark_text)
-    if best is None or best[0] < 0.3:
+    if best is None or best[0] < 0.15:
         return None
     _, (r0, c0, r1, c1), dark_text = best
     inv = 1.0 / scale
     box = (int(r0 * inv), int(c0 * inv), int(np.ceil(r1 * inv)), int(np.ceil(c1 * inv)))
+    box = (max(0, box[0]), max(0, box[1]), min(film.shape[0], box[2]), min(film.shape[1], box[3]))
     g_full = f if dark_text else 1.0 - f
-    box = _tighten(g_full, box, margin=max(2, int(round(inv * 2))))
+    box = _grow(g_full, box, max_px=int(round(4.0 / 25.4 * dpi)))
     h, w = box[2] - box[0], box[3] - box[1]
     return LabelRegion(box=box, rotation_k=1 if h > w else 0, dark_text=dark_text)
 

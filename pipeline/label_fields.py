@@ -26,7 +26,7 @@ from rapidfuzz import fuzz
 from filmflow.config import OCRConfig
 from pipeline.types import FieldValue, OcrLine, OcrWord
 
-__all__ = ["KEYS", "parse_label", "parse_date", "parse_person_name", "fix_digits"]
+__all__ = ["KEYS", "parse_label", "parse_date", "parse_ocr_date", "parse_person_name", "fix_digits"]
 
 #: Label keys per DICOM keyword (upper case, without the trailing colon).
 KEYS: dict[str, tuple[str, ...]] = {
@@ -124,6 +124,41 @@ def parse_date(text: str, *, date_order: str = "MDY", pivot: int = 30) -> str:
     """
     if date_order not in ("MDY", "DMY"):
         raise ValueError("date_order must be 'MDY' or 'DMY'")
+    return _parse_date(text, date_order, pivot)
+
+
+def parse_ocr_date(text: str, *, date_order: str = "MDY", pivot: int = 30) -> str:
+    """:func:`parse_date` for OCR text, undoing a misread zero when that is unambiguous.
+
+    Fonts with a dotted or slashed zero are read as ``8``, ``6`` or ``9`` now
+    and then (``2019-04-82``). When ``text`` is not a valid date and exactly one
+    way of turning such digits back into ``0`` gives a valid date, that date
+    is returned.
+
+    Raises
+    ------
+    ValueError
+        As :func:`parse_date`, also when several corrections are possible.
+    """
+    try:
+        return parse_date(text, date_order=date_order, pivot=pivot)
+    except ValueError:
+        pass
+    pos = [i for i, c in enumerate(text) if c in "869"]
+    if not pos or len(pos) > 8:
+        raise ValueError("not a date")
+    found: set[str] = set()
+    for i in pos:
+        try:
+            found.add(parse_date(text[:i] + "0" + text[i + 1:], date_order=date_order, pivot=pivot))
+        except ValueError:
+            continue
+    if len(found) != 1:
+        raise ValueError("not a date, or not unambiguously correctable")
+    return found.pop()
+
+
+def _parse_date(text: str, date_order: str, pivot: int) -> str:
     s = text.replace(",", " ").strip().strip(".;:")
     s = re.sub(r"\s*([./-])\s*", r"\1", s)  # "02 - APR - 2019" -> "02-APR-2019"
     parts = [p for p in re.split(r"[\s./-]+", s) if p]
@@ -201,7 +236,7 @@ def parse_person_name(text: str, *, order: str = "family_first") -> str:
     Parameters
     ----------
     text : str
-        ``DOE, JANE MARIE``, ``DOE^JANE`` (also ``DOE*JANE`` or ``DOE"JANE``, as
+        ``DOE, JANE``, ``DOE^JANE^MARIE`` (also ``DOE*JANE`` or ``DOE"JANE``, as
         Tesseract reads ``^``), ``JANE DOE`` or ``DOE JANE`` (see ``order``).
         Apostrophes (``O'BRIEN``) and hyphens (``SMITH-JONES``) are kept; family
         names made of several words (``VAN DER BERG``, ``DE LA CRUZ``) are
@@ -213,6 +248,12 @@ def parse_person_name(text: str, *, order: str = "family_first") -> str:
     -------
     str
         PN value; empty trailing components are dropped (``DOE^JANE``).
+
+    Notes
+    -----
+    Without ``^`` separators a label does not say where the given name ends
+    and a middle name starts (``NGUYEN, THI MAI``): all given words stay in the
+    given-name component (``NGUYEN^THI MAI``), no middle name is invented.
 
     References
     ----------
@@ -228,8 +269,7 @@ def parse_person_name(text: str, *, order: str = "family_first") -> str:
         return _pn(comps[0], comps[1] if len(comps) > 1 else "", " ".join(comps[2:]))
     if "," in t:
         family, _, rest = t.partition(",")
-        words = _clean_name_part(rest.replace(",", " ")).split()
-        return _pn(family, words[0] if words else "", " ".join(words[1:]))
+        return _pn(family, rest.replace(",", " "))
     words = _clean_name_part(t).split()
     if not words:
         return ""
@@ -239,14 +279,14 @@ def parse_person_name(text: str, *, order: str = "family_first") -> str:
         n = 1
         while n < len(words) - 1 and words[n - 1] in _PARTICLES:
             n += 1
-        return _pn(" ".join(words[:n]), words[n] if n < len(words) else "", " ".join(words[n + 1:]))
+        return _pn(" ".join(words[:n]), " ".join(words[n:]))
     # given_first: GIVEN [MIDDLE...] FAMILY, the family starting at the first particle after the given name
     start = len(words) - 1
     for i in range(1, len(words) - 1):
         if words[i] in _PARTICLES:
             start = i
             break
-    return _pn(" ".join(words[start:]), words[0], " ".join(words[1:start]))
+    return _pn(" ".join(words[start:]), " ".join(words[:start]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,8 +295,8 @@ def parse_person_name(text: str, *, order: str = "family_first") -> str:
 def fix_digits(text: str) -> str:
     """Correct OCR letter-for-digit confusions in an identifier that is mostly digits.
 
-    A leading run of letters holding at least one letter that is not a usual
-    confusion (``A`` in ``A1234567``, ``AB`` in ``AB0012``) is kept as a prefix; the rest is mapped ``O``->0, ``I``/``l``->1,
+    A leading run of letters holding at least one letter other than
+    ``O``/``I``/``l``/``D``/``Q`` (``A`` in ``A1234567``, ``B`` in ``B0234576``) is kept as a prefix; the rest is mapped ``O``->0, ``I``/``l``->1,
     ``S``->5, ``B``->8 (and ``Z``->2, ``G``->6) when at least half of it is
     digits already. Otherwise ``text`` is returned unchanged.
     """
@@ -265,7 +305,9 @@ def fix_digits(text: str) -> str:
     while n < len(text) and text[n].isalpha():
         n += 1
     # a leading letter run is a real prefix when it holds a letter that is not a usual confusion
-    prefix = text[:n] if n < len(text) and any(c not in conf for c in text[:n]) else ""
+    # a leading B/S/Z/G/T before digits is taken as a letter (accession numbers like B0234576)
+    j = max((i for i in range(n) if text[i] not in "OoQDIl|i"), default=-1)
+    prefix = text[:j + 1] if n < len(text) else ""
     rest = text[len(prefix):]
     if not rest:
         return text
@@ -351,7 +393,7 @@ def _value(kw: str, words: Sequence[OcrWord], config: OCRConfig) -> FieldValue |
         for n in range(min(len(words), 3), 0, -1):
             text = " ".join(w.text for w in words[:n])
             try:
-                v = parse_date(text, date_order=config.date_order, pivot=config.two_digit_year_pivot)
+                v = parse_ocr_date(text, date_order=config.date_order, pivot=config.two_digit_year_pivot)
             except ValueError:
                 continue
             return FieldValue(v, min(w.confidence for w in words[:n]), text)
@@ -400,7 +442,8 @@ def parse_label(lines: Sequence[OcrLine], *, config: OCRConfig) -> dict[str, Fie
             text = " ".join(w.text for w in words).strip()
             letters = sum(c.isalpha() for c in text)
             if "InstitutionName" not in out and letters >= 4 and letters >= 0.6 * len(text.replace(" ", "")):
-                inst = re.sub(r"[^A-Za-z0-9 .,'&()/-]", "", " ".join(text.split())).strip()
+                inst = re.sub(r"[^A-Za-z0-9 .,'&()/-]", "", " ".join(text.split()))
+                inst = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9.)]+$", "", inst)
                 if inst:
                     out["InstitutionName"] = FieldValue(inst.upper(), min(w.confidence for w in words), text)
             continue
