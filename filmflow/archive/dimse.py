@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -379,8 +378,3 @@ class DimseArchive(Archive):
             )
         if receipt.pixel_sha256 and pixel_sha256(got[0]) != receipt.pixel_sha256:
             raise archive_error(VerificationError, f"pixel hash mismatch for {receipt.sop_instance_uid} at {self.url}", transient=False)
-
-
-def with_notes(receipt: StoreReceipt, *notes: str) -> StoreReceipt:
-    """A copy of ``receipt`` with extra notes (small helper for callers)."""
-    return replace(receipt, notes=receipt.notes + tuple(notes))
