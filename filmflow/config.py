@@ -102,6 +102,18 @@ class QCConfig(BaseModel):
     min_field_confidence: float = Field(50.0, ge=0, le=100)
     required_fields: tuple[str, ...] = ("PatientName", "PatientID", "StudyDate")
     max_residual_skew_deg: float = Field(0.5, ge=0)
+    min_sharpness: float = Field(
+        1.0, ge=0,
+        description="blur check: 1000 x variance of the Laplacian of the film resampled to "
+        "sharpness_reference_dpi, intensities in units of its p1..p99 spread (samples 3..13, blurred <0.7)",
+    )
+    sharpness_reference_dpi: float = Field(75.0, gt=0, description="pixel pitch the blur check resamples the film to")
+    min_polarity_margin: float = Field(
+        0.1, ge=0, le=1,
+        description="polarity doubtful when the bed's offset from the interior median is within this "
+        "(fraction of the 5..95 % range) of pipeline.polarity's decision offset",
+    )
+    max_phash_distance: int = Field(8, ge=0, le=64, description="near-duplicate: Hamming distance of 64-bit perceptual hashes")
     run_dciodvfy: bool = True
 
 
@@ -114,6 +126,7 @@ class ArchiveConfig(BaseModel):
     retries: int = Field(3, ge=0)
     retry_delay_s: float = Field(1.0, ge=0)
     timeout_s: float = Field(30.0, gt=0)
+    dicomdir: bool = Field(False, description="folder archives: also keep a PS3.10 File-set (DICOMDIR) under <archive>/fileset")
 
 
 class RunConfig(BaseModel):

@@ -208,7 +208,7 @@ def open_archive(url: str, config: ArchiveConfig | None = None) -> Archive:
         from filmflow.archive.folder import FolderArchive
 
         path = Path(parsed.path if scheme == "file" else url)
-        return FolderArchive(path, config)
+        return FolderArchive(path, config, dicomdir=config.dicomdir)
     if scheme == "dicom":
         from filmflow.archive.dimse import DimseArchive
 
