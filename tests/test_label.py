@@ -1,0 +1,152 @@
+"""Golden tests for pipeline.label: synthetic films from real radiographs, and sample_scans/.
+
+Test films: a crop of /work/shared/data/radiographs/00870a9c.jpg or 19073f37.jpg
+(Hannover Medical School COVID-19 image repository, doi 10.6084/m9.figshare.12275009,
+CC BY 3.0) resampled to 7x6 inch at the test DPI, with a label drawn by
+filmflow.synth.render_label pasted 6 mm from a corner (bench/make_labels.py
+builds the same films). Purpose: every label field read equals the truth.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from filmflow.config import OCRConfig
+from pipeline.label import estimate_skew, locate_label, read_label, read_laterality_marker
+from pipeline.types import LABEL_FIELDS
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from make_labels import LabelParams, embed_label, film_background  # noqa: E402
+
+SAMPLES = ROOT / "sample_scans"
+TRUTH = {
+    "InstitutionName": "ST. ELSEWHERE GENERAL HOSPITAL",
+    "PatientName": "O'BRIEN^SEAN",
+    "PatientID": "00123456",
+    "PatientBirthDate": "19560314",
+    "StudyDate": "20190402",
+    "AccessionNumber": "A1234567",
+    "PatientSex": "F",
+}
+TRUTH2 = {
+    "PatientName": "VAN DER BERG^ANNE-MARIE",
+    "PatientID": "01010870",
+    "PatientBirthDate": "20011231",
+    "StudyDate": "19990101",
+    "PatientSex": "M",
+}
+
+
+def make_film(dpi, corner, k, style, truth=TRUTH, font="mono", source="00870a9c.jpg", tilt=0.0, seed=7, u16=False):
+    rng = np.random.default_rng(seed)
+    p = LabelParams(dpi=dpi, font=font, cap_mm=2.8, date_style=style, corner=corner, rotation_k=k, tilt_deg=tilt,
+                    contrast=0.8, blur_sigma_px=0.5, noise_sigma=0.01, source=source)
+    film, box = embed_label(film_background(source, dpi, rng, (7.0, 6.0)), truth, p, rng)
+    if u16:
+        film = film.astype(np.uint16) * 16  # 12 bits stored
+    return film, box
+
+
+CASES = [
+    (100, "tl", 0, "iso", TRUTH, "mono"),
+    (100, "br", 1, "us", TRUTH, "mono"),
+    (150, "tr", 2, "eu", TRUTH, "mono"),
+    (150, "bl", 3, "mon", TRUTH, "mono"),
+    (200, "tl", 1, "iso", TRUTH2, "mono"),
+    (200, "br", 0, "mon", TRUTH2, "mono"),
+    (150, "tl", 0, "us", TRUTH2, "sans"),
+]
+
+
+@pytest.mark.parametrize("dpi, corner, k, style, truth, font", CASES)
+def test_golden_synthetic(dpi, corner, k, style, truth, font):
+    film, box = make_film(dpi, corner, k, style, truth, font)
+    before = film.copy()
+    r = read_label(film, dpi=dpi, config=OCRConfig())
+    assert np.array_equal(film, before)  # input untouched
+    assert {kw: r.value(kw) for kw in LABEL_FIELDS if r.value(kw)} == truth
+    # found where it was pasted (within 2 mm), text made upright
+    tol = 2.0 / 25.4 * dpi
+    assert np.allclose(r.region.box, box, atol=tol)
+    assert (r.region.rotation_k + k) % 4 == 0
+    assert all(0 < fv.confidence <= 100 for fv in r.fields.values())
+
+
+def test_golden_uint16_and_tilted_label():
+    film, _ = make_film(150, "tr", 0, "us", TRUTH, source="19073f37.jpg", tilt=1.5, u16=True)  # 2 deg cuts the last letter off the rendered patch itself
+    assert film.dtype == np.uint16
+    r = read_label(film, dpi=150, config=OCRConfig())
+    assert {kw: r.value(kw) for kw in LABEL_FIELDS if r.value(kw)} == TRUTH
+
+
+def test_no_label():
+    rng = np.random.default_rng(3)
+    film = film_background("00870a9c.jpg", 100.0, rng, (7.0, 6.0))
+    assert locate_label(film, dpi=100) is None
+    r = read_label(film, dpi=100, config=OCRConfig())
+    assert r.fields == {} and r.region is None
+    assert read_label(np.zeros((300, 300), np.uint8), dpi=100, config=OCRConfig()).fields == {}
+
+
+def test_skew_estimate_measured_again():
+    from filmflow.synth import render_label
+
+    lab = render_label(TRUTH, cap_height_px=24)
+    h, w = lab.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), 2.0, 1.0)  # 2 degrees counter-clockwise
+    tilted = cv2.warpAffine(lab, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    assert estimate_skew(tilted) == pytest.approx(2.0, abs=0.3)
+    assert estimate_skew(lab) == pytest.approx(0.0, abs=0.3)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError):
+        locate_label(np.zeros((10, 10), np.float32), dpi=100)
+    with pytest.raises(ValueError):
+        locate_label(np.zeros((10, 10), np.uint8), dpi=0)
+
+
+def test_laterality_marker_absent_is_empty():
+    film, box = make_film(100, "tl", 0, "iso")
+    assert read_laterality_marker(film, dpi=100, exclude_box=box) == ""
+
+
+# ------------------------------------------------------------------ sample_scans/ (another engineer's)
+def _straightened(d: dict) -> np.ndarray:
+    im = Image.open(SAMPLES / d["scan_file"])
+    img = np.asarray(im.convert("L") if im.mode in ("RGB", "RGBA", "P") else im)
+    rows, cols = d["film_shape"]
+    quad = np.float32(d["film_quad"])
+    m = cv2.getPerspectiveTransform(quad, np.float32([[0, 0], [cols, 0], [cols, rows], [0, rows]]))
+    return cv2.warpPerspective(img, m, (cols, rows), flags=cv2.INTER_LINEAR)
+
+
+def _sample_sidecars() -> list[Path]:
+    return sorted(p for p in SAMPLES.glob("*.json") if "fields" in json.loads(p.read_text()))
+
+
+def test_golden_sample_scans():
+    sidecars = _sample_sidecars()
+    if not sidecars:
+        pytest.skip("sample_scans/*.json not generated")
+    ok = total = 0
+    misses = []
+    for p in sidecars:
+        d = json.loads(p.read_text())
+        r = read_label(_straightened(d), dpi=d["dpi"], config=OCRConfig())
+        for kw, v in d["fields"].items():
+            total += 1
+            if r.value(kw) == v:
+                ok += 1
+            else:
+                misses.append((p.stem, kw))
+    # measured 2026-xx: 75/84 (89 %); misses: a dotted zero read as 6/8 in IDs, one label not located
+    assert ok / total >= 0.85, misses
