@@ -23,6 +23,7 @@ from pipeline import denoise as denoise_mod
 from pipeline import dicom_film, geometry, label, manifest, polarity, scan_io, uids
 from pipeline.types import ManifestRow, Reconciliation
 from qc import checks
+from qc import phash as qc_phash
 from qc.types import QCResult, worst
 
 log = logging.getLogger("filmflow.film")
@@ -79,6 +80,7 @@ def process_film(
     staging_dir: Path,
     duplicate_of: Sequence[str] = (),
     overrides: Mapping[str, str] | None = None,
+    known_phashes: Mapping[str, str] | None = None,
 ) -> FilmOutcome:
     """Process one scan into a staged DICOM file (or a flagged/failed outcome).
 
@@ -97,6 +99,9 @@ def process_film(
     overrides : mapping, optional
         Reviewer-approved header values (DICOM keyword -> value); when given the
         identity and label checks are considered settled by the reviewer.
+    known_phashes : mapping, optional
+        Perceptual hashes of other films (source path -> hash, see
+        :func:`qc.phash.known_phashes`); flags ``near_duplicate``.
 
     Returns
     -------
@@ -105,7 +110,8 @@ def process_film(
     timer = _Timer()
     record: dict[str, Any] = {"source_file": source_file, "source_path": str(source_path), "sha256": "", "batch": batch_name}
     try:
-        return _process(source_path, source_file, record, timer, settings, batch_name, manifest_rows, staging_dir, duplicate_of, overrides)
+        return _process(source_path, source_file, record, timer, settings, batch_name, manifest_rows, staging_dir, duplicate_of, overrides,
+                        known_phashes or {})
     except FilmError as exc:
         record.update(timings=timer.times, error=f"{exc.code}: {exc}")
         return FilmOutcome("failed", record, error=record["error"])
@@ -129,6 +135,7 @@ def _process(
     staging_dir: Path,
     duplicate_of: Sequence[str],
     overrides: Mapping[str, str] | None,
+    known_phashes: Mapping[str, str],
 ) -> FilmOutcome:
     with timer("load"):
         scan = scan_io.load_scan(source_path, default_dpi=settings.scan.default_dpi, max_pixels=settings.scan.max_pixels)
@@ -143,6 +150,9 @@ def _process(
             inverted = True
         margin_px = int(round(settings.geometry.bed_margin_mm / 25.4 * scan.dpi))
         film, geom = geometry.straighten(pixels, max_skew_deg=settings.geometry.max_skew_deg, margin_px=margin_px)
+    with timer("qc_geometry"):
+        polarity_margin = checks.polarity_margin(scan.pixels)
+        residual_skew = checks.measure_residual_skew(pixels, geom, margin_px=int(round(0.25 * scan.dpi)))
         del pixels
     record.update(skew_deg=round(geom.skew_deg, 3), inverted=inverted,
                   geometry={"film_box": list(geom.film_box), "film_quad": [list(p) for p in geom.film_quad],
@@ -152,6 +162,8 @@ def _process(
 
     with timer("denoise"):
         film = denoise_mod.denoise(film, method=settings.denoise.method, strength=settings.denoise.strength)
+    record.update(phash=qc_phash.film_phash(film), polarity_margin=round(polarity_margin, 3),
+                  residual_skew_deg=None if residual_skew is None else round(residual_skew, 3))
 
     with timer("ocr"):
         reading = label.read_label(film, dpi=scan.dpi, config=settings.ocr)
@@ -178,12 +190,17 @@ def _process(
 
     findings: list[QCResult] = []
     findings += checks.check_image(film, bits_stored=scan.bits_stored, config=settings.qc)
+    findings += checks.check_sharpness(film, dpi=scan.dpi, config=settings.qc)
     findings += checks.check_geometry(geom, config=settings.qc)
+    findings += checks.check_residual_skew(residual_skew, config=settings.qc)
+    findings += checks.check_polarity(polarity_margin, config=settings.qc)
     if overrides is None:
         findings += checks.check_label(reading, config=settings.qc)
         if manifest_rows is not None:
             findings += checks.check_identity(recon)
         findings += checks.check_duplicate(duplicate_of)
+        findings += checks.check_near_duplicate(record["phash"], known_phashes, settings.qc.max_phash_distance)
+        record["near_duplicate_of"] = [k for k, _ in qc_phash.near_matches(record["phash"], known_phashes, settings.qc.max_phash_distance)]
 
     verdict = worst(findings)
     if verdict != "pass" or not header["PatientID"]:
@@ -207,6 +224,7 @@ def _process(
             uids=film_uids, config=settings.dicom, skew_deg=geom.skew_deg,
             derivation_description="; ".join(steps), laterality=laterality,
         )
+        findings += checks.check_iod(ds)
         staged = staging_dir / f"{film_uids.sop_instance_uid}.dcm"
         dicom_film.write_dataset(ds, staged, transfer_syntax=settings.dicom.transfer_syntax)
         pixel_hash = dicom_film.pixel_sha256(ds)

@@ -6,12 +6,19 @@ thresholds and returns zero or more findings; an empty list means "passed".
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Iterable, Mapping, Sequence
 
+import cv2
 import numpy as np
+from pydicom.uid import UID
 
 from filmflow.config import QCConfig
+from filmflow.errors import FilmError, FilmNotFoundError
+from pipeline import geometry as geometry_mod
+from pipeline import polarity as polarity_mod
 from pipeline.types import Geometry, LabelReading, Reconciliation
+from qc.phash import near_matches
 from qc.types import QCResult
 
 
@@ -102,3 +109,287 @@ def check_dicom(findings: Sequence[object]) -> list[QCResult]:
     if errors:
         return [QCResult("dicom_invalid", "review", len(errors), 0, "dciodvfy: " + "; ".join(getattr(e, "message", "") for e in errors[:3]))]
     return []
+
+
+# --- image: blur --------------------------------------------------------------------------------
+def sharpness(film: np.ndarray, *, dpi: float, reference_dpi: float = 75.0) -> float | None:
+    """Sharpness of a film: 1000 x variance of its Laplacian at a fixed pixel pitch.
+
+    Parameters
+    ----------
+    film : ndarray of shape (M, N), uint8 or uint16
+        The straightened film (bed cropped off).
+    dpi : float
+        Scan resolution, dots per inch.
+    reference_dpi : float
+        The film is resampled to this resolution first (area averaging when
+        downsampling, bicubic when upsampling) so that the value means the same
+        at every scan resolution.
+
+    Returns
+    -------
+    float or None
+        ``1000 * var(Laplacian)`` of the central 90 % of the film (edges and rim
+        left out), with intensities expressed as fractions of the film's own
+        1st..99th percentile spread, so neither the bit depth nor the film's
+        contrast changes the value. None when the film has no spread (blank;
+        the ``blank`` check reports it).
+
+    Notes
+    -----
+    On sharp scans the value is dominated by film grain and fine detail; a
+    focus or motion blur removes both. Measured on ``sample_scans/`` after the
+    default bilateral denoise: 3.0..13.1 (film_07 lowest); the same films
+    blurred with a Gaussian of sigma 3 px at 150 DPI (0.5 mm): 0.10..0.31,
+    0.6 at most with scanner noise added after the blur.
+
+    References
+    ----------
+    .. [1] Pech-Pacheco et al., "Diatom autofocusing in brightfield microscopy:
+       a comparative study", ICPR 2000 (variance of the Laplacian).
+    """
+    img = np.asarray(film)
+    rows, cols = img.shape
+    t = int(0.05 * min(rows, cols))
+    f = img[t : rows - t, t : cols - t].astype(np.float32)
+    scale = reference_dpi / float(dpi)
+    if abs(scale - 1.0) > 1e-3:
+        size = (max(3, round(f.shape[1] * scale)), max(3, round(f.shape[0] * scale)))
+        f = cv2.resize(f, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    p1, p99 = np.percentile(f, [1, 99])
+    spread = float(p99 - p1)
+    if spread <= 0:
+        return None
+    lap = cv2.Laplacian(f / np.float32(spread), cv2.CV_32F, ksize=1)
+    return 1000.0 * float(lap.var())
+
+
+def check_sharpness(film: np.ndarray, *, dpi: float, config: QCConfig) -> list[QCResult]:
+    """``blurred`` (review): :func:`sharpness` below ``min_sharpness``."""
+    value = sharpness(film, dpi=dpi, reference_dpi=config.sharpness_reference_dpi)
+    if value is not None and value < config.min_sharpness:
+        return [QCResult("blurred", "review", round(value, 3), config.min_sharpness,
+                         f"the film looks blurred (variance of the Laplacian at {config.sharpness_reference_dpi:g} DPI)")]
+    return []
+
+
+# --- geometry: residual skew, film not found ---------------------------------------------------
+def measure_residual_skew(image: np.ndarray, geometry: Geometry, *, margin_px: int) -> float | None:
+    """Skew left after straightening, re-measured with :func:`pipeline.geometry.find_film`.
+
+    The scan is straightened again with the same detection (same transform as
+    :func:`pipeline.geometry.straighten`) but keeping ``margin_px`` of bed around
+    the film, so that the film edges can be found and their angle measured anew.
+
+    Parameters
+    ----------
+    image : ndarray of shape (M, N), uint8 or uint16
+        The positive scan ``straighten`` was given (after any polarity fix).
+    geometry : Geometry
+        What ``straighten`` returned for it.
+    margin_px : int
+        Bed kept around the film, pixels (a quarter inch is plenty).
+
+    Returns
+    -------
+    float or None
+        Residual skew in degrees, counter-clockwise positive on screen; None
+        when it cannot be measured (no bed around the film, fewer than one film
+        edge refined).
+    """
+    img = np.asarray(image)
+    w = max(2, min(img.shape) // 100)
+    ring = np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[:, :w].ravel(), img[:, -w:].ravel()])
+    det = geometry_mod.FilmDetection(
+        quad=geometry.film_quad, skew_deg=geometry.skew_deg, film_count=geometry.film_count,
+        touches_bed_edge=geometry.touches_bed_edge, bed_level=float(np.percentile(ring, 90)), sides_measured=4,
+    )
+    try:
+        again, _ = geometry_mod.straighten(img, max_skew_deg=90.0, margin_px=margin_px, detection=det)
+        redo = geometry_mod.find_film(again)
+    except FilmNotFoundError:
+        return None
+    return float(redo.skew_deg) if redo.sides_measured > 0 else None
+
+
+def check_residual_skew(residual_deg: float | None, *, config: QCConfig) -> list[QCResult]:
+    """``residual_skew`` (review) above ``max_residual_skew_deg``; ``residual_skew_unmeasured`` (info)."""
+    if residual_deg is None:
+        return [QCResult("residual_skew_unmeasured", "info", None, config.max_residual_skew_deg,
+                         "skew after straightening could not be re-measured (no bed around the film)")]
+    if abs(residual_deg) > config.max_residual_skew_deg:
+        return [QCResult("residual_skew", "review", round(residual_deg, 3), config.max_residual_skew_deg,
+                         "the straightened film is still rotated (degrees, re-measured on its edges)")]
+    return []
+
+
+def check_film_error(error: FilmError) -> list[QCResult]:
+    """A film-level failure as a ``fail`` finding (``film_not_found``, ``unreadable_scan``, ...).
+
+    Steps raise :class:`filmflow.errors.FilmError` when there is nothing to
+    check (no film on the bed, an unreadable file); this turns the error into a
+    finding under its own code so the batch summary counts it with the rest.
+    The message of those errors names no patient data.
+    """
+    return [QCResult(error.code, "fail", None, None, str(error))]
+
+
+# --- polarity ------------------------------------------------------------------------------------
+#: Mirrors of :func:`pipeline.polarity.detect_inverted`'s rule (it exposes no margin).
+POLARITY_DECISION_OFFSET = 0.25
+POLARITY_UNIFORM_IQR = 0.1
+
+
+def polarity_margin(image: np.ndarray) -> float:
+    """How clearly the scan's polarity was decided, from the statistics polarity uses.
+
+    :func:`pipeline.polarity.detect_inverted` returns only a boolean. It calls a
+    scan negative when the border ring (the bed) is uniform and lies more than
+    ``0.25`` of the 5..95 % range below the interior median. This computes the
+    bed's offset ``s = (median(interior) - median(ring)) / (p95 - p5)`` and
+    returns ``|s| - 0.25``: how far beyond the decision offset the bed lies, on
+    the bright (positive) or dark (negative) side.
+
+    Parameters
+    ----------
+    image : ndarray of shape (M, N), uint8 or uint16
+        The whole scan as delivered (bed included). The value is the same for
+        the scan and its inverse.
+
+    Returns
+    -------
+    float
+        Margin in fractions of the 5..95 % range; negative when the bed lies
+        within 0.25 of the interior median (a guess), ``-0.25`` when the ring is
+        not uniform (no bed: undecidable, polarity left as scanned).
+    """
+    img = np.asarray(image)
+    w = max(2, int(min(img.shape) * polarity_mod.RING_FRACTION))
+    ring = np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[:, :w].ravel(), img[:, -w:].ravel()]).astype(np.float64)
+    inner = img[w:-w, w:-w]
+    p5, p95 = np.percentile(img, [5, 95])
+    spread = max(float(p95 - p5), 1e-9)
+    if inner.size == 0 or float(np.percentile(ring, 75) - np.percentile(ring, 25)) >= POLARITY_UNIFORM_IQR * spread:
+        return -POLARITY_DECISION_OFFSET
+    s = (float(np.median(inner)) - float(np.median(ring))) / spread
+    return abs(s) - POLARITY_DECISION_OFFSET
+
+
+def check_polarity(margin: float, *, config: QCConfig) -> list[QCResult]:
+    """``polarity_doubtful`` (review): :func:`polarity_margin` below ``min_polarity_margin``."""
+    if margin < config.min_polarity_margin:
+        return [QCResult("polarity_doubtful", "review", round(margin, 3), config.min_polarity_margin,
+                         "positive/negative decision uncertain: the bed is not clearly the brightest or darkest area "
+                         "(margin computed in qc from the border and interior statistics pipeline.polarity uses)")]
+    return []
+
+
+# --- identity: near-duplicate film -------------------------------------------------------------
+def check_near_duplicate(phash: str, known: Mapping[str, str], max_distance: int) -> list[QCResult]:
+    """``near_duplicate`` (review): a known film's perceptual hash within ``max_distance`` bits.
+
+    Parameters
+    ----------
+    phash : str
+        This film's :func:`qc.phash.film_phash`.
+    known : mapping
+        Other films' hashes (source path -> hash), e.g. :func:`qc.phash.known_phashes`.
+    max_distance : int
+        Largest Hamming distance (of 64 bits) still called the same film.
+
+    Returns
+    -------
+    list of QCResult
+        ``measured`` is the smallest distance; the reason gives the number of
+        matches, never their paths (use :func:`qc.phash.near_matches` for those).
+    """
+    matches = near_matches(phash, known, max_distance)
+    if not matches:
+        return []
+    return [QCResult("near_duplicate", "review", matches[0][1], max_distance,
+                     f"looks like {len(matches)} film(s) already processed (perceptual hash distance "
+                     f"{matches[0][1]} of 64 bits): the same film scanned again?")]
+
+
+# --- DICOM: our own IOD checks -----------------------------------------------------------------
+_UID_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def check_iod(ds: Any) -> list[QCResult]:
+    """filmflow's own requirements on a digitized-film object, beyond ``dciodvfy``.
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        The dataset built by :func:`pipeline.dicom_film.build_film_dataset` (or read back).
+
+    Returns
+    -------
+    list of QCResult, all ``fail`` (the object must not be archived):
+        ``iod_conversion_type`` Conversion Type (0008,0064) not ``DF``;
+        ``iod_pixel_spacing`` Nominal Scanned Pixel Spacing (0018,2010) missing or not two positive values;
+        ``iod_burned_in`` Burned In Annotation (0028,0301) not ``YES`` (the flashed label is in the pixels);
+        ``iod_bits`` Bits Stored missing or above Bits Allocated;
+        ``iod_photometric`` Photometric Interpretation not ``MONOCHROME2``;
+        ``iod_uid`` a UID missing, malformed or longer than 64 characters (PS3.5 9.1), or
+        the file meta SOP Instance UID not matching the dataset's.
+
+    References
+    ----------
+    .. [1] DICOM PS3.3 A.8 (Secondary Capture IODs), C.8.6.1 (SC Equipment), C.8.6.2 (SC Image).
+    """
+    out: list[QCResult] = []
+    conv = str(ds.get("ConversionType", ""))
+    if conv != "DF":
+        out.append(QCResult("iod_conversion_type", "fail", conv, "DF", "Conversion Type must be DF (digitized film)"))
+    spacing = ds.get("NominalScannedPixelSpacing")
+    values: list[float] = []
+    try:
+        values = [float(v) for v in (spacing if spacing is not None else [])]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        out.append(QCResult("iod_pixel_spacing", "fail", ",".join(f"{v:g}" for v in values) or None, "> 0",
+                            "Nominal Scanned Pixel Spacing must be two positive values (mm)"))
+    burned = str(ds.get("BurnedInAnnotation", ""))
+    if burned != "YES":
+        out.append(QCResult("iod_burned_in", "fail", burned, "YES", "Burned In Annotation must be YES: the ID label is in the pixels"))
+    stored, allocated = ds.get("BitsStored"), ds.get("BitsAllocated")
+    if stored is None or allocated is None or not 1 <= int(stored) <= int(allocated):
+        out.append(QCResult("iod_bits", "fail", f"{stored}/{allocated}", "BitsStored <= BitsAllocated",
+                            "Bits Stored must be between 1 and Bits Allocated"))
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    if photometric != "MONOCHROME2":
+        out.append(QCResult("iod_photometric", "fail", photometric, "MONOCHROME2", "Photometric Interpretation must be MONOCHROME2"))
+    bad = [kw for kw in _UID_KEYWORDS if not UID(str(ds.get(kw, ""))).is_valid]
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "MediaStorageSOPInstanceUID" in meta and meta.MediaStorageSOPInstanceUID != ds.get("SOPInstanceUID"):
+        bad.append("MediaStorageSOPInstanceUID")
+    if bad:
+        out.append(QCResult("iod_uid", "fail", ",".join(bad), "valid UID (PS3.5 9.1)", "invalid or inconsistent UID: " + ", ".join(bad)))
+    return out
+
+
+# --- batch summary -----------------------------------------------------------------------------
+def summarise(results_per_film: Mapping[str, Iterable[Any]] | Iterable[Iterable[Any]]) -> dict[str, int]:
+    """Number of films with each QC code, for the batch QC summary.
+
+    Parameters
+    ----------
+    results_per_film : mapping or iterable
+        Per film, its findings: :class:`QCResult` objects or their ``to_dict()``
+        form (as stored in ``record['qc']``). A mapping's values are used.
+
+    Returns
+    -------
+    dict
+        ``code -> number of films`` with that code (a film counts once per
+        code), sorted by code.
+    """
+    films = results_per_film.values() if isinstance(results_per_film, Mapping) else results_per_film
+    counts: dict[str, int] = {}
+    for findings in films:
+        codes = {f["code"] if isinstance(f, Mapping) else f.code for f in findings}
+        for code in codes:
+            counts[code] = counts.get(code, 0) + 1
+    return dict(sorted(counts.items()))
