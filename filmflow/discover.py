@@ -51,6 +51,10 @@ def discover_scans(source_dir: Path, extensions: tuple[str, ...]) -> list[Source
             if path.is_symlink() and not path.exists():
                 found.append(SourceFile(path, rel, "", "unreadable_scan: broken symbolic link"))
                 continue
+            if not path.is_file():
+                # a FIFO, socket or device named like a scan: opening it could block forever
+                found.append(SourceFile(path.absolute(), rel, "", "unreadable_scan: not a regular file (FIFO, socket or device)"))
+                continue
             try:
                 found.append(SourceFile(path.resolve(), rel, sha256_file(path)))
             except PermissionError:

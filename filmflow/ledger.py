@@ -43,6 +43,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DatabaseError
 
 STATES = ("discovered", "processed", "flagged", "approved", "rejected", "pushed", "archived", "failed")
 #: States from which a run pushes the staged DICOM without re-processing.
@@ -134,7 +135,7 @@ class Ledger:
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        _create_tables(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -197,16 +198,25 @@ class Ledger:
                 r = conn.execute(select(films).where(films.c.source_path == source_path)).mappings().first()
         return _row(r)
 
-    def acquire(self, source_path: str, lease_s: float = 900.0) -> bool:
-        """Take the processing lease on a film; False when another live run holds it."""
+    def acquire(self, source_path: str, lease_s: float = 900.0, *, states: tuple[str, ...] | None = None) -> bool:
+        """Take the processing lease on a film; False when another live run holds it.
+
+        With ``states``, the lease is only taken while the film is in one of
+        them (checked in the same statement), so a run never re-processes a film
+        another run finished after this run listed it. A lease held by a process
+        of this host that no longer exists (a killed run) is taken over at once.
+        """
         now = time.time()
+        free = (films.c.lease_owner == "") | (films.c.lease_owner == self.owner) | (films.c.lease_expires < now)
         with self.engine.begin() as conn:
-            res = conn.execute(
-                update(films)
-                .where(films.c.source_path == source_path)
-                .where((films.c.lease_owner == "") | (films.c.lease_owner == self.owner) | (films.c.lease_expires < now))
-                .values(lease_owner=self.owner, lease_expires=now + lease_s)
-            )
+            if states:
+                holder = conn.execute(select(films.c.lease_owner).where(films.c.source_path == source_path)).scalar()
+                if holder and _dead_local_owner(holder):
+                    free = free | (films.c.lease_owner == holder)
+            q = update(films).where(films.c.source_path == source_path).where(free)
+            if states:
+                q = q.where(films.c.state.in_(states))
+            res = conn.execute(q.values(lease_owner=self.owner, lease_expires=now + lease_s))
             return res.rowcount == 1
 
     def release(self, source_path: str) -> None:
@@ -290,6 +300,38 @@ def _row(r: Any) -> FilmRow:
         sop_instance_uid=r["sop_instance_uid"], study_instance_uid=r["study_instance_uid"],
         error=r["error"], updated_at=r["updated_at"],
     )
+
+
+def _create_tables(engine: Engine, attempts: int = 5) -> None:
+    """``create_all``, tolerating a concurrent run that creates the same tables at the same moment.
+
+    ``create_all`` checks for each table, then creates it; two runs starting
+    together both see no table and the second CREATE fails ("already exists").
+    Checking again then finds the table.
+    """
+    for i in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except DatabaseError:
+            if i == attempts - 1:
+                raise
+            time.sleep(0.1 * (i + 1))
+
+
+def _dead_local_owner(owner: str) -> bool:
+    """True when lease ``owner`` (host:pid:tag) is a process of this host that has exited."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -29,6 +29,10 @@ from flows.push import Pusher
 from pipeline.manifest import load_manifest
 
 
+#: Ledger states whose films a run (re-)processes from the scan.
+TO_PROCESS = ("discovered", "failed", "processed", "pushed")
+
+
 @dataclass
 class BatchSummary:
     """What a batch did; no patient data."""
@@ -108,16 +112,20 @@ def migrate_batch(
             archived_before.add(key)
         elif row.state in PENDING_PUSH and row.staged_path and Path(row.staged_path).is_file():
             to_push.append(key)
-        elif row.state in ("discovered", "failed", "processed", "pushed"):
+        elif row.state in TO_PROCESS:
             to_process.append(s)
 
     pusher = Pusher(ledger, arch, settings.archive)
     dash = BatchDashboard.from_settings(batch_name, settings, total=len(to_process))  # artifacts, run name/tags
     push = dash.timed_push(pusher.push)
 
-    # films processed in an earlier run whose push did not finish
+    # films processed in an earlier run whose push did not finish (leased: a concurrent run may push them too)
     for key in to_push:
-        push(key)
+        if ledger.acquire(key, states=PENDING_PUSH):
+            try:
+                push(key)
+            finally:
+                ledger.release(key)
 
     def duplicates_of(s: SourceFile) -> tuple[str, ...]:
         # an earlier file of this batch, or any file of another batch, with the same bytes
@@ -126,7 +134,7 @@ def migrate_batch(
         other = [r.source_path for r in ledger.find_sha(s.sha256, exclude_path=str(s.path)) if r.batch != batch_name]
         return tuple(earlier + other)
 
-    leased = [s for s in to_process if ledger.acquire(str(s.path))]
+    leased = [s for s in to_process if ledger.acquire(str(s.path), states=TO_PROCESS)]
     futures = {
         process_film_task.submit(film_tag(s.path), s, settings, batch_name, rows, staging_dir, duplicates_of(s)): s
         for s in leased
@@ -142,11 +150,11 @@ def migrate_batch(
             ledger.transition(key, outcome.state, record=outcome.record, staged_path=outcome.staged_path,
                               sop_instance_uid=outcome.record.get("sop_instance_uid", ""),
                               study_instance_uid=outcome.record.get("study_instance_uid", ""), error=outcome.error)
+            log.info("film %s: %s (%d/%d)", film_tag(key), outcome.state, done, len(futures))
+            if outcome.state == "processed":
+                push(key)  # still under this run's lease: a concurrent run cannot push it too
         finally:
             ledger.release(key)
-        log.info("film %s: %s (%d/%d)", film_tag(key), outcome.state, done, len(futures))
-        if outcome.state == "processed":
-            push(key)
 
     # the report: one row per source file of this batch
     report_rows = []
