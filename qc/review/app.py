@@ -45,6 +45,9 @@ SHORTCUTS = [
 ]
 
 
+_SEVERITY_RANK = {"info": 0, "review": 1, "fail": 2}
+
+
 class NeedLogin(Exception):
     """Raised by page handlers without a session: answered with a redirect (pages) or 401."""
 
@@ -306,7 +309,7 @@ def create_app(
         nav = f"batch={batch}&code={code}" if (batch or code) else ""
         return {
             "user": user, "csrf": sess.csrf, "fid": fid, "row": row, "rec": rec, "fields": fields,
-            "qc": rec.get("qc", []), "recon": recon, "disagree": disagree, "review": review,
+            "qc": sorted(rec.get("qc", []), key=lambda q: -_SEVERITY_RANK.get(q.get("severity"), 0)), "recon": recon, "disagree": disagree, "review": review,
             "candidates": recon.get("candidates", []), "keywords": list(EDITABLE_FIELDS),
             "win": win, "imgq": q, "audit": audit, "nav": nav, "batch": batch, "code": code,
             "prev_id": ids[pos - 1] if pos > 0 else "", "next_id": ids[pos + 1] if 0 <= pos < len(ids) - 1 else "",
