@@ -207,7 +207,7 @@ def _process(
         if not header["PatientID"] and not any(f.code == "missing_PatientID" for f in findings):
             findings.append(QCResult("missing_PatientID", "review", None, None, "no Patient ID for the DICOM header"))
         record.update(_qc_fields(findings), timings=timer.times)
-        return FilmOutcome("flagged", record, qc=findings)
+        return held(record, findings)
 
     with timer("dicom"):
         film_uids = uids.film_uids(
@@ -243,8 +243,21 @@ def _process(
     record.update(_qc_fields(findings), timings=timer.times)
     if worst(findings) != "pass":
         staged.unlink(missing_ok=True)
-        return FilmOutcome("flagged", record, qc=findings)
+        return held(record, findings)
     return FilmOutcome("processed", record, staged_path=str(staged), qc=findings)
+
+
+def held(record: dict[str, Any], findings: list[QCResult]) -> FilmOutcome:
+    """The outcome of a film QC did not pass: ``fail`` findings quarantine it (``failed``),
+    ``review`` findings hold it for a reviewer (``flagged``)."""
+    record.update(_qc_fields(findings))
+    if worst(findings) == "fail":
+        codes = ", ".join(f.code for f in findings if f.severity == "fail")
+        reasons = "; ".join(f.reason for f in findings if f.severity == "fail")
+        error = f"quarantined ({codes}): {reasons}"
+        record["error"] = error
+        return FilmOutcome("failed", record, error=error, qc=findings)
+    return FilmOutcome("flagged", record, qc=findings)
 
 
 def _qc_fields(findings: list[QCResult]) -> dict[str, Any]:

@@ -24,9 +24,11 @@ from filmflow.discover import SourceFile, discover_scans
 from filmflow.ledger import PENDING_PUSH, Ledger, default_ledger_url
 from filmflow.report import report_row, report_status, write_report
 from flows.artifacts import BatchDashboard
-from flows.film import FilmOutcome, film_tag, process_film
+from flows.film import FilmOutcome, film_tag, held, process_film
 from flows.push import Pusher
 from pipeline.manifest import load_manifest
+from qc import checks
+from qc.phash import known_phashes, near_matches
 
 
 #: Ledger states whose films a run (re-)processes from the scan.
@@ -48,10 +50,29 @@ class BatchSummary:
 
 @task(name="process-film", task_run_name="film-{tag}", cache_policy=NO_CACHE, persist_result=False)
 def process_film_task(tag: str, source: SourceFile, settings: Settings, batch_name: str, manifest_rows: Any,
-                      staging_dir: Path, duplicate_of: tuple[str, ...]) -> FilmOutcome:
+                      staging_dir: Path, duplicate_of: tuple[str, ...], known: dict[str, str]) -> FilmOutcome:
     """Process one film (see :func:`flows.film.process_film`); ``tag`` names it in the run name."""
     return process_film(source.path, source_file=source.relative, settings=settings, batch_name=batch_name,
-                        manifest_rows=manifest_rows, staging_dir=staging_dir, duplicate_of=duplicate_of)
+                        manifest_rows=manifest_rows, staging_dir=staging_dir, duplicate_of=duplicate_of,
+                        known_phashes=known)
+
+
+def _near_duplicate_in_batch(outcome: FilmOutcome, key: str, seen: dict[str, str], settings: Settings) -> FilmOutcome:
+    """Hold a film that looks like one finished earlier in this batch (films run in parallel, so
+    :func:`process_film` only saw earlier batches); records this film's hash for the next ones."""
+    phash = outcome.record.get("phash")
+    if not phash:
+        return outcome
+    others = {k: v for k, v in seen.items() if k != key}
+    seen[key] = phash
+    if outcome.state != "processed":
+        return outcome
+    found = checks.check_near_duplicate(phash, others, settings.qc.max_phash_distance)
+    if not found:
+        return outcome
+    Path(outcome.staged_path).unlink(missing_ok=True)
+    outcome.record["near_duplicate_of"] = [k for k, _ in near_matches(phash, others, settings.qc.max_phash_distance)]
+    return held(outcome.record, [*outcome.qc, *found])
 
 
 @flow(name="migrate-batch", flow_run_name="migrate-{batch_name}", log_prints=False, validate_parameters=False)
@@ -134,9 +155,11 @@ def migrate_batch(
         other = [r.source_path for r in ledger.find_sha(s.sha256, exclude_path=str(s.path)) if r.batch != batch_name]
         return tuple(earlier + other)
 
+    seen_phashes = known_phashes(ledger, exclude_path="")  # films of earlier runs and batches
     leased = [s for s in to_process if ledger.acquire(str(s.path), states=TO_PROCESS)]
     futures = {
-        process_film_task.submit(film_tag(s.path), s, settings, batch_name, rows, staging_dir, duplicates_of(s)): s
+        process_film_task.submit(film_tag(s.path), s, settings, batch_name, rows, staging_dir, duplicates_of(s),
+                                 {k: v for k, v in seen_phashes.items() if k != str(s.path)}): s
         for s in leased
     }
     done = 0
@@ -145,6 +168,7 @@ def migrate_batch(
         key = str(s.path)
         outcome: FilmOutcome = fut.result()
         done += 1
+        outcome = _near_duplicate_in_batch(outcome, key, seen_phashes, settings)
         dash.film_done(outcome.state, outcome.record)
         try:
             ledger.transition(key, outcome.state, record=outcome.record, staged_path=outcome.staged_path,
