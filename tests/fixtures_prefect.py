@@ -64,10 +64,13 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory):
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     log = open(home / "server.log", "wb")
+    env = prefect_env(home)
+    # the UI's browser code calls the API at PREFECT_UI_API_URL, which --port does not change
+    env.update(PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(port), PREFECT_UI_API_URL=api_url)
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1", "--port", str(port),
          "--analytics-off", "--no-late-runs"],
-        env=prefect_env(home), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(home),
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(home),
     )
     try:
         startup = wait_healthy(api_url, proc, timeout=180)

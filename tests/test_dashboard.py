@@ -192,10 +192,9 @@ def test_migrate_artifacts_match_the_report(migrated):
 def test_screenshot_of_the_flow_run_page(migrated):
     """Headless Chromium: the flow run page with its artifacts -> test-artifacts/flow-run.png."""
     playwright = pytest.importorskip("playwright.sync_api")
-    from prefect.client.orchestration import get_client
-
-    keys = [fa.artifact_key(migrated.batch, "summary")]
-    art = read_artifacts(migrated.api, keys)[keys[0]][0]
+    keys = [fa.artifact_key(migrated.batch, k) for k in ("summary", "review")]
+    got = read_artifacts(migrated.api, keys)
+    art = got[keys[0]][0]
     ui = migrated.api.rsplit("/api", 1)[0]
     ART_DIR.mkdir(exist_ok=True)
     out = ART_DIR / "flow-run.png"
@@ -204,12 +203,15 @@ def test_screenshot_of_the_flow_run_page(migrated):
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{ui}/runs/flow-run/{art.flow_run_id}?tab=Artifacts", wait_until="networkidle", timeout=60_000)
-        page.get_by_text("migrate-ward-7-2001-summary").first.wait_for(timeout=60_000)
+        page.goto(f"{ui}/runs/flow-run/{art.flow_run_id}", wait_until="networkidle", timeout=60_000)
+        page.get_by_text("Artifacts", exact=True).first.click()
+        page.get_by_text(keys[0]).first.wait_for(timeout=60_000)
         page.wait_for_timeout(1500)
-        page.screenshot(path=str(out), full_page=True)
-        page.goto(f"{ui}/artifacts/key/{keys[0]}", wait_until="networkidle", timeout=60_000)
-        page.wait_for_timeout(2000)
-        page.screenshot(path=str(ART_DIR / "artifact-summary.png"), full_page=True)
+        page.screenshot(path=str(out))
+        for kind in ("summary", "review"):
+            page.goto(f"{ui}/artifacts/artifact/{got[fa.artifact_key(migrated.batch, kind)][0].id}",
+                      wait_until="networkidle", timeout=60_000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(ART_DIR / f"artifact-{kind}.png"))
         browser.close()
     assert out.stat().st_size > 10_000
