@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from dataclasses import dataclass
@@ -49,7 +50,8 @@ def discover_scans(source_dir: Path, extensions: tuple[str, ...]) -> list[Source
             path = Path(dirpath) / name
             rel = path.relative_to(source_dir).as_posix()
             if path.is_symlink() and not path.exists():
-                found.append(SourceFile(path, rel, "", "unreadable_scan: broken symbolic link"))
+                why = "symbolic link loop" if _is_link_loop(path) else "broken symbolic link (its target is missing)"
+                found.append(SourceFile(path, rel, "", f"unreadable_scan: {why}; point it at the scan or remove it"))
                 continue
             if not path.is_file():
                 # a FIFO, socket or device named like a scan: opening it could block forever
@@ -62,6 +64,14 @@ def discover_scans(source_dir: Path, extensions: tuple[str, ...]) -> list[Source
             except OSError as exc:
                 found.append(SourceFile(path.absolute(), rel, "", f"unreadable_scan: cannot read the file ({exc.strerror or type(exc).__name__})"))
     return found
+
+
+def _is_link_loop(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
