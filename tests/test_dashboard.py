@@ -215,3 +215,51 @@ def test_screenshot_of_the_flow_run_page(migrated):
             page.screenshot(path=str(ART_DIR / f"artifact-{kind}.png"))
         browser.close()
     assert out.stat().st_size > 10_000
+
+
+# --- the commands ------------------------------------------------------------------------------
+def test_filmflow_server_starts_on_loopback_with_its_own_home(tmp_path):
+    """``filmflow server --port P --prefect-home H``: healthy on 127.0.0.1:P, database under H, UI on port P."""
+    import signal
+    import urllib.request
+
+    from fixtures_prefect import free_port, wait_healthy
+
+    port = free_port()
+    home = tmp_path / "home"
+    env = prefect_env(tmp_path / "ignored")
+    env.pop("PREFECT_HOME")
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("filmflow")), "server", "--port", str(port),
+                             "--prefect-home", str(home)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        startup = wait_healthy(f"http://127.0.0.1:{port}/api", proc, timeout=180)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui-settings", timeout=10) as r:
+            ui = r.read().decode()
+        assert f"127.0.0.1:{port}/api" in ui
+        assert list(home.glob("*.db")), "the database is not under --prefect-home"
+        print(f"filmflow server healthy after {startup:.1f} s")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_deploy_builds_the_three_deployments(tmp_path, capsys):
+    import argparse
+
+    from flows import cli
+
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    args = argparse.Namespace(name="filmflow", config=None, archive=str(tmp_path / "arch"), watch=str(hot),
+                              interval=60.0, poll=5.0, manifest=None)
+    deps = {d.flow_name: d for d in cli.build_deployments(args)}
+    assert "migrate-batch" in deps and "watch-folder" in deps
+    if cli.load_release_flow() is None:
+        assert "release-approved not served" in capsys.readouterr().err
+    else:
+        assert "release-approved" in deps
+    assert all(d.name == "filmflow" for d in deps.values())
+    assert deps["watch-folder"].parameters["hot_folder"] == str(hot.resolve())
+    assert deps["watch-folder"].schedules, "the watch deployment has its interval schedule"
+    assert deps["migrate-batch"].parameters == {"archive": str(tmp_path / "arch")}
