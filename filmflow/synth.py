@@ -130,7 +130,7 @@ BED_LEVEL = 0.96
 LABEL_CORNERS = ("top-left", "top-right", "bottom-right", "bottom-left")
 
 
-def _rounded_rect_alpha(rows: int, cols: int, radius: float) -> np.ndarray:
+def _rounded_rect_alpha(rows: int, cols: int, radius: float, wobble: np.ndarray | None = None) -> np.ndarray:
     """Anti-aliased coverage of a rounded rectangle whose edges lie half a pixel
     outside the outer pixel centres (so the straight edges sit at -0.5 and n-0.5)."""
     y = np.arange(rows, dtype=np.float64)[:, None]
@@ -140,6 +140,8 @@ def _rounded_rect_alpha(rows: int, cols: int, radius: float) -> np.ndarray:
     qx = np.abs(x - (cols - 1) / 2.0) - (hx - radius)
     qy = np.abs(y - (rows - 1) / 2.0) - (hy - radius)
     outside = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0) - radius
+    if wobble is not None:
+        outside = outside + wobble
     return np.clip(0.5 - outside, 0.0, 1.0)
 
 
@@ -160,6 +162,8 @@ def make_film_scan(
     dust: bool = True,
     margin_in: float = 0.5,
     off_edge_px: int = 0,
+    edge_wobble_px: float = 0.0,
+    bed_gradient: float = 0.0,
     source: str = "",
     attribution: str = "",
 ) -> tuple[np.ndarray, dict]:
@@ -199,6 +203,13 @@ def make_film_scan(
     off_edge_px : int
         Crop this many pixels of the film off the right side of the scan (a film
         running off the bed).
+    edge_wobble_px : float
+        Amplitude of a smooth random deviation of the film outline from a
+        straight-edged rectangle (imperfect cut, scanner line jitter), pixels.
+        The truth quad stays the nominal rectangle.
+    bed_gradient : float
+        Uneven illumination: a linear ramp of +-``bed_gradient`` (fraction of the
+        level) across the scan, in a random direction.
 
     Returns
     -------
@@ -257,7 +268,12 @@ def make_film_scan(
     film[-rim:, :] *= 0.7
     film[:, :rim] *= 0.7
     film[:, -rim:] *= 0.7
-    alpha = _rounded_rect_alpha(fh, fw, radius=0.12 * dpi)
+    wobble = None
+    if edge_wobble_px > 0:
+        grid = rng.normal(0.0, 1.0, (8, 8)).astype(np.float32)
+        wobble = cv2.resize(grid, (fw, fh), interpolation=cv2.INTER_CUBIC).astype(np.float64)
+        wobble *= edge_wobble_px / max(float(np.abs(wobble).max()), 1e-9)
+    alpha = _rounded_rect_alpha(fh, fw, radius=0.12 * dpi, wobble=wobble)
     unit = alpha * film + (1.0 - alpha) * 1.0  # 1.0 = bare bed (relative)
 
     # place on the bed, rotated by skew_deg about the film centre
@@ -281,8 +297,13 @@ def make_film_scan(
     )
     quad = corners @ m[:, :2].T + m[:, 2]
 
-    # grain on the film, scanner noise everywhere, dust specks
     film_mask = scan < 0.99
+    if bed_gradient > 0:
+        phi = rng.uniform(0, 2 * np.pi)
+        yy, xx = np.mgrid[0:rows, 0:cols]
+        ramp = ((xx - cols / 2) * np.cos(phi) + (yy - rows / 2) * np.sin(phi)) / (max(rows, cols) / 2)
+        scan = scan * (1.0 + bed_gradient * ramp)
+    # grain on the film, scanner noise everywhere, dust specks
     scan = scan + rng.normal(0.0, noise / 2.0, scan.shape) + film_mask * rng.normal(0.0, noise, scan.shape)
     if dust:
         for _ in range(int(rng.integers(4, 12))):

@@ -97,6 +97,22 @@ def find_film(image: np.ndarray) -> FilmDetection:
     When no bright bed surrounds the film (a scan already cropped to the film),
     the whole image is returned as the film with ``skew_deg = 0`` and
     ``touches_bed_edge = True``; no content-based skew estimate is made.
+
+    Edge points: for each side, intensity profiles along the outward normal
+    (every ~2 px along the middle 80 % of the side, 0.5 px sampling, bilinear),
+    smoothed (Gaussian, 1 sample), and the maximum of their derivative located
+    to sub-pixel precision by a parabola through its three neighbours. Points
+    within 3 px of the scan border are discarded (scanner-edge artefacts). Each
+    side's line is a total-least-squares fit with iterative 3-MAD trimming; the
+    skew is the mean of the four side angles weighted by ``n * L**2 / rms**2``
+    (the inverse variance of a fitted line's angle).
+
+    References
+    ----------
+    H. Freeman and R. Shapira, "Determining the minimum-area encasing rectangle
+    for an arbitrary closed curve", Comm. ACM 18(7), 1975 (``cv2.minAreaRect``).
+    OpenCV documentation, "Geometric Image Transformations" (``warpAffine``,
+    ``getRotationMatrix2D`` angle convention).
     """
     img = _check_image(image)
     rows, cols = img.shape

@@ -1,0 +1,216 @@
+"""Benchmark of the film image steps (issue 3): skew, crop, denoise, speed.
+
+    .venv/bin/python bench/image_quality.py [--n 100] [--denoise-every 5] [--timing 10]
+
+Prints markdown tables (paste into bench/README.md with date and machine):
+
+* skew: median / p95 / max absolute error, filmflow (pipeline.geometry.estimate_skew)
+  vs the ``deskew`` PyPI package (``determine_skew``, default settings and
+  ``min_deviation=0.05``), on the generated set (bench/make_eval_set.py) and on
+  /work/shared/data/deskew_peer (its own document scans; note its sign: it returns the
+  correction angle, i.e. minus filmflow's skew);
+* crop: IoU of the detected film quadrilateral and bounding box vs truth;
+* denoise: PSNR / SSIM against the noise-free film on a 512 x 512 centre patch,
+  filmflow bilateral / nlmeans vs cv2.fastNlMeansDenoising (h = sigma) and
+  scikit-image denoise_wavelet (BayesShrink) / denoise_tv_chambolle (weight 0.1);
+* time per film: find_film + straighten + denoise (bilateral) vs an I/O floor
+  (load_scan of an uncompressed TIFF + writing the film as uncompressed DICOM with pydicom).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from deskew import determine_skew
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.restoration import denoise_tv_chambolle, denoise_wavelet
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_eval_set import make_film  # noqa: E402
+
+from filmflow.errors import FilmNotFoundError  # noqa: E402
+from pipeline.denoise import denoise, estimate_noise_sigma  # noqa: E402
+from pipeline.geometry import find_film, straighten  # noqa: E402
+from pipeline.scan_io import load_scan  # noqa: E402
+
+PEER = Path("/work/shared/data/deskew_peer")
+
+
+def to8(img: np.ndarray, bits: int) -> np.ndarray:
+    return img if img.dtype == np.uint8 else np.clip(img.astype(np.float64) * 255 / ((1 << bits) - 1), 0, 255).astype(np.uint8)
+
+
+def stats(errs: list[float]) -> str:
+    a = np.abs(np.asarray(errs, dtype=np.float64))
+    return f"{np.median(a):.3f} | {np.percentile(a, 95):.3f} | {a.max():.3f}"
+
+
+def poly_iou(q1, q2, shape) -> float:
+    m1, m2 = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)
+    cv2.fillPoly(m1, [np.round(np.asarray(q1) * 8).astype(np.int32)], 1, shift=3)
+    cv2.fillPoly(m2, [np.round(np.asarray(q2) * 8).astype(np.int32)], 1, shift=3)
+    return float((m1 & m2).sum() / max(1, (m1 | m2).sum()))
+
+
+def box_iou(a, b) -> float:
+    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = lambda x: (x[2] - x[0]) * (x[3] - x[1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+def peer_deskew(img8: np.ndarray, fine: bool) -> float | None:
+    kw = {"min_deviation": 0.05} if fine else {}
+    d = determine_skew(img8, **kw)
+    return None if d is None else -float(d)  # deskew returns the correction angle
+
+
+def run_skew(n: int) -> None:
+    rec = []  # (hard, ours err, deskew err, deskew fine err, quad iou, box iou, t ours, t deskew)
+    for i in range(n):
+        scan, truth = make_film(i)
+        t = time.perf_counter()
+        try:
+            det = find_film(scan)
+            _, geom = straighten(scan, max_skew_deg=20, detection=det)
+            e_ours = det.skew_deg - truth["skew_deg"]
+            iq, ib = poly_iou(det.quad, truth["film_quad"], scan.shape), box_iou(geom.film_box, truth["film_box"])
+        except FilmNotFoundError:
+            e_ours, iq, ib = 90.0, 0.0, 0.0
+        t_ours = time.perf_counter() - t
+        img8 = to8(scan, truth["bits_stored"])
+        t = time.perf_counter()
+        d = peer_deskew(img8, False)
+        t_dsk = time.perf_counter() - t
+        dfine = peer_deskew(img8, True)
+        e_d = 90.0 if d is None else d - truth["skew_deg"]
+        e_df = 90.0 if dfine is None else dfine - truth["skew_deg"]
+        rec.append((truth["hard"], e_ours, e_d, e_df, iq, ib, t_ours, t_dsk))
+    print(f"\n### Skew on the generated set ({n} films, +-15 deg, noise 0.3-4 %, 8/16-bit, 100-300 DPI)\n")
+    print("| films | estimator | median abs err (deg) | p95 | max | failures | time/film (ms, median) |")
+    print("|---|---|---|---|---|---|---|")
+    for label, sel in (("all", lambda r: True), ("ideal edges", lambda r: not r[0]), ("hard (wavy edges, uneven bed)", lambda r: r[0])):
+        rs = [r for r in rec if sel(r)]
+        for col, name, tcol in ((1, "filmflow geometry", 6), (2, "deskew 1.6.1 determine_skew (defaults)", 7), (3, "deskew, min_deviation=0.05", None)):
+            errs = [r[col] for r in rs]
+            tm = f"{1000 * statistics.median(r[tcol] for r in rs):.0f}" if tcol else ""
+            print(f"| {label} ({len(rs)}) | {name} | {stats(errs)} | {sum(abs(e) >= 90 for e in errs)} | {tm} |")
+    print("\nFailures count as 90 deg errors. filmflow time includes straighten (rotate + crop).\n")
+    print("| crop (all films) | median | min |\n|---|---|---|")
+    print(f"| film quad IoU | {np.median([r[4] for r in rec]):.4f} | {min(r[4] for r in rec):.4f} |")
+    print(f"| film box IoU | {np.median([r[5] for r in rec]):.4f} | {min(r[5] for r in rec):.4f} |")
+
+
+def run_peer() -> None:
+    rows = list(csv.DictReader((PEER / "angles.csv").open()))
+    print("\n### Skew on deskew's own test images (deskew_peer; expected values set by that package)\n")
+    print("| image | expected (deskew sign) | filmflow (as correction) | deskew |")
+    print("|---|---|---|---|")
+    for r in rows:
+        img = np.asarray(Image.open(PEER / r["file"]).convert("L"))
+        try:
+            ours = f"{-find_film(img).skew_deg:.2f}"
+        except FilmNotFoundError:
+            ours = "no film found"
+        d = determine_skew(img)
+        print(f"| {r['file']} | {float(r['expected_angle_deg']):.1f} | {ours} | {'None' if d is None else f'{d:.2f}'} |")
+
+
+def run_denoise(n: int, every: int) -> None:
+    methods = {
+        "noisy (no denoise)": lambda x, s, top: x,
+        "filmflow bilateral": lambda x, s, top: denoise(x, method="bilateral", strength=1.0),
+        "filmflow nlmeans": lambda x, s, top: denoise(x, method="nlmeans", strength=1.0),
+        "cv2.fastNlMeansDenoising h=sigma": lambda x, s, top: (
+            cv2.fastNlMeansDenoising(x, h=float(s)) if x.dtype == np.uint8
+            else cv2.fastNlMeansDenoising(x, [float(s)], normType=cv2.NORM_L1)
+        ),
+        "skimage denoise_wavelet": lambda x, s, top: np.rint(denoise_wavelet(x / top, rescale_sigma=True) * top),
+        "skimage denoise_tv_chambolle": lambda x, s, top: np.rint(denoise_tv_chambolle(x / top, weight=0.1) * top),
+    }
+    res = {m: ([], [], []) for m in methods}
+    for i in range(0, n, every):
+        noisy, truth = make_film(i)
+        clean, _ = make_film(i, clean=True)
+        top = (1 << truth["bits_stored"]) - 1
+        q = np.asarray(truth["film_quad"])
+        cy, cx = (int(v) for v in q[:, ::-1].mean(axis=0))
+        h = min(256, noisy.shape[0] // 4, noisy.shape[1] // 4)
+        sl = (slice(cy - h, cy + h), slice(cx - h, cx + h))
+        x, c = noisy[sl], clean[sl].astype(np.float64)
+        s = estimate_noise_sigma(x)
+        for m, f in methods.items():
+            t = time.perf_counter()
+            y = np.asarray(f(x, s, top), dtype=np.float64)
+            res[m][2].append(time.perf_counter() - t)
+            res[m][0].append(peak_signal_noise_ratio(c, y, data_range=top))
+            res[m][1].append(structural_similarity(c, y, data_range=top))
+    k = len(res["filmflow bilateral"][0])
+    print(f"\n### Denoise ({k} films, 512 x 512 centre patch vs the noise-free film; medians)\n")
+    print("| method | PSNR (dB) | SSIM | ms per patch |\n|---|---|---|---|")
+    for m, (p, ss, t) in res.items():
+        print(f"| {m} | {np.median(p):.2f} | {np.median(ss):.4f} | {1000 * np.median(t):.1f} |")
+
+
+def run_timing(k: int) -> None:
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    steps, floor, mpx = [], [], []
+    with tempfile.TemporaryDirectory() as td:
+        for i in range(k):
+            scan, truth = make_film(i)
+            path = Path(td) / f"s{i}.tif"
+            Image.fromarray(scan).save(path, dpi=(truth["dpi"], truth["dpi"]))  # uncompressed
+            t0 = time.perf_counter()
+            s = load_scan(path, default_dpi=150, max_pixels=10**9)
+            t1 = time.perf_counter()
+            film, _ = straighten(s.pixels, max_skew_deg=20)
+            out = denoise(film, method="bilateral", strength=1.0)
+            t2 = time.perf_counter()
+            ds = pydicom.Dataset()
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+            ds.Rows, ds.Columns = out.shape
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.BitsAllocated = 16 if out.dtype == np.uint16 else 8
+            ds.BitsStored, ds.HighBit, ds.PixelRepresentation = s.bits_stored, s.bits_stored - 1, 0
+            ds.PixelData = out.tobytes()
+            buf = io.BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+            t3 = time.perf_counter()
+            steps.append(t2 - t1)
+            floor.append((t1 - t0) + (t3 - t2))
+            mpx.append(scan.size / 1e6)
+    print(f"\n### Time per film ({k} films, {np.median(mpx):.1f} Mpx median scan)\n")
+    print("| part | median ms | max ms |\n|---|---|---|")
+    print(f"| geometry (find + straighten) + denoise bilateral | {1000 * np.median(steps):.0f} | {1000 * max(steps):.0f} |")
+    print(f"| I/O floor: load_scan (uncompressed TIFF) + pydicom write (uncompressed) | {1000 * np.median(floor):.0f} | {1000 * max(floor):.0f} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="film image steps benchmark")
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--denoise-every", type=int, default=5)
+    ap.add_argument("--timing", type=int, default=10)
+    args = ap.parse_args(argv)
+    cv2.setNumThreads(1)
+    run_skew(args.n)
+    run_peer()
+    run_denoise(args.n, args.denoise_every)
+    run_timing(args.timing)
+
+
+if __name__ == "__main__":
+    main()
