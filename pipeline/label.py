@@ -5,9 +5,11 @@ Steps (each a plain function):
 1. :func:`locate_label` -- the label is a flat rectangle (light with dark text,
    or dark with light text) of label-like physical size, usually in a corner.
    Candidates are clusters of printed strokes (black-hat of a 3 mm grey
-   closing) on a flat light background at a working resolution of ~75 dpi,
-   scored by compactness, background flatness, number of characters and
-   corner position; the box is then grown to the edges of the light patch.
+   closing) whose own background is flat (bone edges are not) at a working
+   resolution of ~75 dpi, scored by compactness, background flatness, number
+   of characters and corner position, and extended along their text lines to
+   words after a wide gap; the box is then fitted to the light patch at full
+   resolution (trimmed off film and rim, grown over text lines the search missed).
 2. :func:`prepare_label` -- crop, turn upright, deskew the crop itself
    (projection-profile search), rescale so capital letters are
    :data:`TARGET_CAP_PX` high, stretch contrast, pad.
@@ -49,6 +51,12 @@ _WORK_DPI = 75.0
 #: Plausible label size, mm (width or height, whichever is longer / shorter).
 _LONG_MM = (15.0, 180.0)
 _SHORT_MM = (5.0, 90.0)
+#: A stroke blob counts as printed text when the grey-closed background around it varies by
+#: less than this (fraction of full scale) within 1.5 mm: labels are flat, bone edges are not.
+_FLAT_RANGE = 0.08
+#: A row/column of a label box belongs to the patch when this fraction of it is at patch level
+#: (text lines keep well over half of their pixels at background level).
+_PATCH_LIKE = 0.6
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,27 +85,66 @@ def _odd(n: float) -> int:
     return n if n % 2 else n + 1
 
 
-def _candidates(g: np.ndarray, wdpi: float, dark_text: bool) -> list[tuple[float, tuple[int, int, int, int]]]:
-    """Text-like clusters of dark strokes on a flat bright background: (score, box)."""
-    px_mm = wdpi / 25.4
+def _strokes(g: np.ndarray, px_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """(closed, strokes): a 3 mm grey closing of ``g`` and the mask of character-sized dark
+    stroke blobs lying on a flat bright background (bone edges and the film rim are not flat)."""
     k = _odd(3.0 * px_mm)
-    se = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
-    closed = cv2.morphologyEx(g, cv2.MORPH_CLOSE, se)
+    closed = cv2.morphologyEx(g, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    w = _odd(1.5 * px_mm)
+    se = cv2.getStructuringElement(cv2.MORPH_RECT, (w, w))
+    bg_range = cv2.dilate(closed, se) - cv2.erode(closed, se)
     strokes = (((closed - g) > 0.2) & (closed > 0.5)).astype(np.uint8)
-    # keep character-sized stroke blobs only (film edges, wires and bone borders are longer)
     n, lab, st, _ = cv2.connectedComponentsWithStats(strokes, connectivity=8)
-    small_blob = (st[:, cv2.CC_STAT_WIDTH] <= 8 * px_mm) & (st[:, cv2.CC_STAT_HEIGHT] <= 8 * px_mm)
-    small_blob[0] = False
-    strokes = small_blob[lab]
-    rows, cols = g.shape
-    out: list[tuple[float, tuple[int, int, int, int]]] = []
+    mean_range = np.bincount(lab.ravel(), weights=bg_range.ravel(), minlength=n) / np.maximum(st[:, 4], 1)
+    keep = ((st[:, cv2.CC_STAT_WIDTH] <= 8 * px_mm) & (st[:, cv2.CC_STAT_HEIGHT] <= 8 * px_mm)
+            & (mean_range < _FLAT_RANGE))
+    keep[0] = False
+    return closed, keep[lab]
+
+
+def _candidates(g: np.ndarray, wdpi: float, dark_text: bool) -> list[tuple[float, tuple[int, int, int, int], bool]]:
+    """Text-like clusters of dark strokes on a flat bright background: (score, box, horizontal)."""
+    px_mm = wdpi / 25.4
+    closed, strokes = _strokes(g, px_mm)
+    out: list[tuple[float, tuple[int, int, int, int], bool]] = []
     long_k, short_k = _odd(6.0 * px_mm), _odd(3.0 * px_mm)
-    for kshape in ((long_k, short_k), (short_k, long_k)):  # text lines horizontal, then vertical
+    for horizontal, kshape in ((True, (long_k, short_k)), (False, (short_k, long_k))):
         merged = cv2.morphologyEx(strokes.astype(np.uint8), cv2.MORPH_CLOSE,
                                   cv2.getStructuringElement(cv2.MORPH_RECT, kshape))
         _, _, stats, _ = cv2.connectedComponentsWithStats(merged, connectivity=8)
-        out += _score_clusters(stats, strokes, closed, px_mm, dark_text)
+        for score, box in _score_clusters(stats, strokes, closed, px_mm, dark_text):
+            box = _extend(box, strokes, px_mm, horizontal=(box[3] - box[1]) >= (box[2] - box[0]))
+            out.append((score, box, horizontal))
     return out
+
+
+def _extend(box: tuple[int, int, int, int], strokes: np.ndarray, px_mm: float,
+            horizontal: bool) -> tuple[int, int, int, int]:
+    """Take in stroke blobs up to 5 mm beyond ``box`` along its text lines (a word after a
+    wide gap, e.g. ``SEX: M``), as long as they stay within the box's extent across the lines."""
+    r0, c0, r1, c1 = box
+    gap = int(round(5.0 * px_mm))
+    rows, cols = strokes.shape
+    for _ in range(8):
+        if horizontal:
+            a, b = max(0, c0 - gap), min(cols, c1 + gap)
+            sub = strokes[r0:r1, a:b]
+            hit = np.flatnonzero(sub.any(axis=0))
+            n0, n1 = (a + hit[0], a + hit[-1] + 1) if hit.size else (c0, c1)
+            n0, n1 = min(n0, c0), max(n1, c1)
+            if (n0, n1) == (c0, c1):
+                break
+            c0, c1 = n0, n1
+        else:
+            a, b = max(0, r0 - gap), min(rows, r1 + gap)
+            sub = strokes[a:b, c0:c1]
+            hit = np.flatnonzero(sub.any(axis=1))
+            n0, n1 = (a + hit[0], a + hit[-1] + 1) if hit.size else (r0, r1)
+            n0, n1 = min(n0, r0), max(n1, r1)
+            if (n0, n1) == (r0, r1):
+                break
+            r0, r1 = n0, n1
+    return (r0, c0, r1, c1)
 
 
 def _score_clusters(stats, strokes, closed, px_mm, dark_text):
@@ -126,27 +173,55 @@ def _score_clusters(stats, strokes, closed, px_mm, dark_text):
     return out
 
 
-def _grow(g: np.ndarray, box: tuple[int, int, int, int], max_px: int) -> tuple[int, int, int, int]:
-    """Grow a text box to the edges of its flat light patch (at most ``max_px`` per side)."""
-    r0, c0, r1, c1 = box
-    level = float(np.percentile(g[r0:r1, c0:c1], 75))
+def _refine(g: np.ndarray, box: tuple[int, int, int, int], dpi: float) -> tuple[int, int, int, int]:
+    """Fit a text box to its label patch at full resolution.
 
-    def ok(strip: np.ndarray) -> bool:
-        return strip.size > 0 and float(np.median(strip)) > level - 0.15 and float(np.mean(strip > level - 0.35)) > 0.8
+    The text is removed by a 2.5 mm grey closing; a side of the box is then moved in while
+    its outermost row or column is not patch-like (film, bone or the film rim outside the
+    patch), and out, by at most 8 mm, while the next one is (text lines the search missed,
+    the patch margin). Patch-like: at least :data:`_PATCH_LIKE` of the closed strip, and the 75th percentile of the strip
+    itself, within 0.1 of the patch level.
+    """
+    rows, cols = g.shape
+    m = int(round(8.0 / 25.4 * dpi))
+    R0, C0 = max(0, box[0] - m), max(0, box[1] - m)
+    R1, C1 = min(rows, box[2] + m), min(cols, box[3] + m)
+    sub = g[R0:R1, C0:C1]
+    k = _odd(2.5 / 25.4 * dpi)  # about a character: fills the text, keeps the patch edges
+    closed = cv2.morphologyEx(sub, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    r0, c0, r1, c1 = box[0] - R0, box[1] - C0, box[2] - R0, box[3] - C0
+    level = float(np.median(closed[r0:r1, c0:c1]))
+    like = np.abs(closed - level) < 0.1
 
-    for _ in range(max_px):
-        grew = False
-        if r0 > 0 and ok(g[r0 - 1, c0:c1]):
-            r0, grew = r0 - 1, True
-        if r1 < g.shape[0] and ok(g[r1, c0:c1]):
-            r1, grew = r1 + 1, True
-        if c0 > 0 and ok(g[r0:r1, c0 - 1]):
-            c0, grew = c0 - 1, True
-        if c1 < g.shape[1] and ok(g[r0:r1, c1]):
-            c1, grew = c1 + 1, True
-        if not grew:
-            break
-    return (r0, c0, r1, c1)
+    def ok(i0: int, i1: int, j0: int, j1: int) -> bool:
+        strip = like[i0:i1, j0:j1]
+        return (strip.size > 0 and float(strip.mean()) >= _PATCH_LIKE
+                and abs(float(np.percentile(sub[i0:i1, j0:j1], 75)) - level) < 0.1)
+
+    min_px = int(round(3.0 / 25.4 * dpi))
+    changed = True
+    while changed:  # trim
+        changed = False
+        if r1 - r0 > min_px and not ok(r0, r0 + 1, c0, c1):
+            r0, changed = r0 + 1, True
+        if r1 - r0 > min_px and not ok(r1 - 1, r1, c0, c1):
+            r1, changed = r1 - 1, True
+        if c1 - c0 > min_px and not ok(r0, r1, c0, c0 + 1):
+            c0, changed = c0 + 1, True
+        if c1 - c0 > min_px and not ok(r0, r1, c1 - 1, c1):
+            c1, changed = c1 - 1, True
+    changed = True
+    while changed:  # grow
+        changed = False
+        if r0 > 0 and ok(r0 - 1, r0, c0, c1):
+            r0, changed = r0 - 1, True
+        if r1 < like.shape[0] and ok(r1, r1 + 1, c0, c1):
+            r1, changed = r1 + 1, True
+        if c0 > 0 and ok(r0, r1, c0 - 1, c0):
+            c0, changed = c0 - 1, True
+        if c1 < like.shape[1] and ok(r0, r1, c1, c1 + 1):
+            c1, changed = c1 + 1, True
+    return (r0 + R0, c0 + C0, r1 + R0, c1 + C0)
 
 
 def locate_label(film: np.ndarray, *, dpi: float) -> LabelRegion | None:
@@ -182,7 +257,7 @@ def locate_label(film: np.ndarray, *, dpi: float) -> LabelRegion | None:
     wdpi = dpi * scale
     best: tuple[float, tuple[int, int, int, int], bool] | None = None
     for dark_text, g in ((True, small), (False, 1.0 - small)):
-        for score, box in _candidates(g, wdpi, dark_text):
+        for score, box, _ in _candidates(g, wdpi, dark_text):
             if best is None or score > best[0]:
                 best = (score, box, dark_text)
     if best is None or best[0] < 0.15:
@@ -192,7 +267,7 @@ def locate_label(film: np.ndarray, *, dpi: float) -> LabelRegion | None:
     box = (int(r0 * inv), int(c0 * inv), int(np.ceil(r1 * inv)), int(np.ceil(c1 * inv)))
     box = (max(0, box[0]), max(0, box[1]), min(film.shape[0], box[2]), min(film.shape[1], box[3]))
     g_full = f if dark_text else 1.0 - f
-    box = _grow(g_full, box, max_px=int(round(4.0 / 25.4 * dpi)))
+    box = _refine(g_full, box, dpi)
     h, w = box[2] - box[0], box[3] - box[1]
     return LabelRegion(box=box, rotation_k=1 if h > w else 0, dark_text=dark_text)
 

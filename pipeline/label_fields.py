@@ -51,6 +51,10 @@ _TO_DIGIT = str.maketrans({"O": "0", "o": "0", "Q": "0", "D": "0", "I": "1", "l"
 #: OCR confusions corrected in keys (digit -> letter).
 _TO_LETTER = str.maketrans({"0": "O", "1": "I", "5": "S", "8": "B", "|": "I", "$": "S"})
 
+#: Keys as Tesseract misreads them in small bold imprinter fonts (after :data:`_TO_LETTER`),
+#: accepted only with key punctuation after them (``10:`` for ``ID:``, ``008:`` for ``DOB:``).
+_KEY_MISREADS = {"IO": "PatientID", "TO": "PatientID", "LD": "PatientID", "OOB": "PatientBirthDate",
+                 "DOOB": "PatientBirthDate", "DO8": "PatientBirthDate", "OATE": "StudyDate", "OOB.": "PatientBirthDate"}
 #: Separators Tesseract produces for the PN component separator ``^``.
 _CARET_LIKE = "^*\"“”„"
 #: Family-name particles that start a multi-word family name.
@@ -366,6 +370,8 @@ def _find_keys(words: Sequence[OcrWord], table) -> list[tuple[int, int, str]]:
             if tuple(norm[i:i + n]) == toks:
                 hit = (i, i + n, kw)
                 break
+        if hit is None and words[i].text.rstrip().endswith((":", ";", ".", ")")) and norm[i] in _KEY_MISREADS:
+            hit = (i, i + 1, _KEY_MISREADS[norm[i]])
         if hit is None and words[i].text.rstrip().endswith((":", ";")) and len(norm[i]) >= 3:
             # "NAMF:" -- a colon says it is a key; accept a close single-word key
             best = max(((fuzz.ratio(norm[i], toks[0]), kw) for toks, kw in table if len(toks) == 1 and len(toks[0]) >= 3),

@@ -120,34 +120,68 @@ def test_laterality_marker_absent_is_empty():
 
 
 # ------------------------------------------------------------------ sample_scans/ (another engineer's)
-def _straightened(d: dict) -> np.ndarray:
-    im = Image.open(SAMPLES / d["scan_file"])
-    img = np.asarray(im.convert("L") if im.mode in ("RGB", "RGBA", "P") else im)
-    rows, cols = d["film_shape"]
-    quad = np.float32(d["film_quad"])
-    m = cv2.getPerspectiveTransform(quad, np.float32([[0, 0], [cols, 0], [cols, rows], [0, rows]]))
-    return cv2.warpPerspective(img, m, (cols, rows), flags=cv2.INTER_LINEAR)
+def _real_path(d: dict) -> tuple[np.ndarray, float]:
+    """The film as the migration sees it: load_scan -> polarity -> straighten -> denoise."""
+    from pipeline import denoise, geometry, polarity, scan_io
+
+    scan = scan_io.load_scan(SAMPLES / d["scan_file"], default_dpi=150.0, max_pixels=200_000_000)
+    px = scan.pixels
+    if polarity.detect_inverted(px):
+        px = polarity.invert(px, bits_stored=scan.bits_stored)
+    film, _ = geometry.straighten(px, max_skew_deg=20.0)
+    return denoise.denoise(film, method="bilateral", strength=1), scan.dpi
 
 
 def _sample_sidecars() -> list[Path]:
     return sorted(p for p in SAMPLES.glob("*.json") if "fields" in json.loads(p.read_text()))
 
 
-def test_golden_sample_scans():
+@pytest.fixture(scope="module")
+def sample_readings():
     sidecars = _sample_sidecars()
     if not sidecars:
         pytest.skip("sample_scans/*.json not generated")
-    ok = total = 0
-    misses = []
+    out = []
     for p in sidecars:
         d = json.loads(p.read_text())
-        r = read_label(_straightened(d), dpi=d["dpi"], config=OCRConfig())
+        film, dpi = _real_path(d)
+        out.append((p.stem, d, read_label(film, dpi=dpi, config=OCRConfig())))
+    return out
+
+
+def test_sample_scans_located(sample_readings):
+    """Every sample label is found, and the box stays on the label patch (within 2 mm of the
+    truth, never reaching the film's edge rim)."""
+    for stem, d, r in sample_readings:
+        assert r.region is not None, stem
+        rows, cols = d["film_shape"]
+        r0, c0, r1, c1 = r.region.box
+        assert r0 > 0 and c0 > 0 and r1 < rows and c1 < cols, stem
+        # the patch's text area (the truth box minus its margin) is inside the box found
+        tb = d["label_box"]
+        m = 2.0 / 25.4 * d["dpi"]
+        assert r0 <= tb[0] + m and c0 <= tb[1] + m and r1 >= tb[2] - m and c1 >= tb[3] - m, (stem, r.region.box, tb)
+
+
+def test_golden_sample_scans_floor(sample_readings):
+    ok = total = 0
+    misses = []
+    for stem, d, r in sample_readings:
         for kw, v in d["fields"].items():
             total += 1
             if r.value(kw) == v:
                 ok += 1
             else:
-                misses.append((p.stem, kw))
-    # measured: 72/84 fields (86 %), 8/12 films fully right; misses: film_06 label not located,
-    # dotted zeros read as 6/8 in IDs (film_05/07/08), a StudyDate and a PatientSex
-    assert ok / total >= 0.85, misses
+                misses.append((stem, kw))
+    # measured through the real path: 73/84 fields; all misses are dotted zeros read as 6/8/9
+    # (PatientID of film_05/06/07/09, dates, accessions) and D'ANGELO's apostrophe
+    assert ok / total >= 0.86, misses
+
+
+@pytest.mark.xfail(strict=True, reason="issue 4 open: dotted zeros (DejaVu Sans Mono Bold at 100-130 dpi) "
+                   "are still read as 6/8/9 in some IDs and dates")
+def test_golden_sample_scans_strict(sample_readings):
+    """Every field of every film expected to be archived equals the truth."""
+    misses = [(stem, kw, r.value(kw), v) for stem, d, r in sample_readings if d.get("expect") == "archived"
+              for kw, v in d["fields"].items() if r.value(kw) != v]
+    assert misses == []
