@@ -187,6 +187,7 @@ def reprocess_flagged(ledger: Ledger, source_path: str, settings: Settings, stag
         raise LedgerConflict("film is no longer flagged")
     review = row.record.get("review") or {}
     film_settings, notes = settings_for(settings, review.get("settings_overrides"))
+    staging_dir.mkdir(parents=True, exist_ok=True)
     outcome = process_film(
         Path(source_path), source_file=row.record.get("source_file", Path(source_path).name),
         settings=film_settings, batch_name=row.batch, manifest_rows=None, staging_dir=staging_dir,

@@ -4,7 +4,8 @@ Provenance of test inputs: ``sample_scans/film_12.tif`` (synthetic scan of a
 TBX11K radiograph, see sample_scans/SOURCES.md; its label says PatientID
 01234567, the manifest row 01234576 -> flagged ``manifest_disagree``) and
 ``sample_scans/film_01.tif`` (Hannover COVID-19 repository radiograph, CC BY
-3.0; processed here against an empty manifest -> flagged ``manifest_no_match``).
+3.0; processed here against its manifest row with the patient ID changed
+-> flagged ``manifest_disagree``).
 Their records are made by the real :func:`flows.film.process_film`, once per
 session, from copies in a temporary folder (the originals are never opened for
 writing). All identities on the labels are made up.
@@ -12,7 +13,7 @@ writing). All identities on the labels are made up.
 Fixtures
 --------
 review_films (session)
-    name -> {"path", "record", "sha256"} for ``film_12`` (flagged, disagree) and ``film_01`` (flagged, no match).
+    name -> {"path", "record", "sha256"} for ``film_12`` (flagged, disagree) and ``film_01`` (flagged, disagree).
 review_env (function)
     A work folder, folder archive, settings, ledger holding both films as ``flagged``,
     a reviewer ``rita`` and a viewer ``victor`` (password :data:`PASSWORD`).
@@ -22,6 +23,7 @@ review_server (function)
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
 import threading
@@ -52,7 +54,10 @@ def review_films(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str
     manifest = load_manifest(SAMPLES / "manifest.csv", settings.manifest, date_order=settings.ocr.date_order,
                              pivot=settings.ocr.two_digit_year_pivot)
     out: dict[str, dict[str, Any]] = {}
-    for name, rows in (("film_12", manifest), ("film_01", [])):
+    # film_01: its own manifest row, with the patient ID changed so the label contradicts it
+    row01 = next(r for r in manifest if r.scan_file == "film_01.tif")
+    contradicting = [dataclasses.replace(row01, PatientID="00999999")]
+    for name, rows in (("film_12", manifest), ("film_01", contradicting)):
         path = src / f"{name}.tif"
         shutil.copyfile(SAMPLES / f"{name}.tif", path)
         path.chmod(0o444)

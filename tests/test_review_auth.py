@@ -168,8 +168,10 @@ def test_reviewer_decisions_validate_fields(app, review_env):
     assert row.record["review"]["decided_by"] == "rita"
     (entry,) = review_env.ledger.audit_log(key)
     assert entry["user"] == "rita" and entry["action"] == "approve"
-    assert entry["changes"] == {"PatientID": {"old": "01234567", "new": "01234576"},
-                                "StudyDate": {"old": "20190916", "new": "20190910"}}
+    expected = {k: {"old": header[k], "new": v} for k, v in (("PatientID", "01234576"), ("StudyDate", "20190910"))
+                if header[k] != v}
+    assert "PatientID" in expected  # the label's ID contradicts the manifest's
+    assert entry["changes"] == expected
     # a second decision on the same film is a conflict, not a silent overwrite
     r = client.post(f"/films/{review_env.fid('film_12')}/reject", data={"reason": "x", "csrf": csrf}, follow_redirects=False)
     assert r.status_code == 409
@@ -204,7 +206,27 @@ def test_previews_render_real_pixels(app, review_env):
         assert im.mode == "L" and max(im.size) <= 512
         sizes[kind] = im.size
     # the label crop is much smaller than the film; the processed film is the straightened crop
-    assert sizes["label"][0] < sizes["processed"][0]
+    assert sizes["label"][1] < sizes["processed"][1]
     auto = client.get(f"/films/{fid}/preview/processed.png?size=256").content
     narrow = client.get(f"/films/{fid}/preview/processed.png?size=256&wc=50&ww=10").content
     assert auto != narrow
+
+
+def test_reprocess_records_settings_and_keeps_the_film_flagged(app, review_env):
+    client = TestClient(app)
+    csrf = login(client, "rita")
+    fid, key = review_env.fid("film_12"), review_env.key("film_12")
+    r = client.post(f"/films/{fid}/reprocess", data={"rotation_k": "7", "csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 422
+    r = client.post(f"/films/{fid}/reprocess", data={"denoise_off": "1", "csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303 and "error" not in r.headers["location"]
+    row = review_env.ledger.get(key)
+    assert row.state == "flagged"
+    assert row.record["review"]["settings_overrides"] == {"denoise": {"method": "off"}}
+    assert row.record["reprocessed"]["state"] in ("flagged", "processed"), row.record["reprocessed"]
+    # the manifest finding of the first run is kept: the manifest was not consulted again
+    assert "manifest_disagree" in row.record["qc_flags"]
+    (entry,) = review_env.ledger.audit_log(key)
+    assert entry["action"] == "reprocess"
+    assert entry["changes"]["settings_overrides"]["new"] == {"denoise": {"method": "off"}}
+    assert list((review_env.work_dir / "staging").glob("*.dcm")) == []

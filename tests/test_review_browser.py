@@ -64,7 +64,8 @@ def test_correct_approve_release_in_browser(review_server, browser_page):
     for sel in ("#img-original", "#img-processed", "#img-label"):
         page.wait_for_function("s => { const i = document.querySelector(s); return i && i.complete && i.naturalWidth > 0; }", arg=sel)
     assert page.locator("tr.disagree").count() >= 1  # PatientID disagrees with the manifest
-    assert page.input_value("#f-PatientID") == "01234567"
+    ocr_id = env.films["film_12"]["record"]["header"]["PatientID"]
+    assert page.input_value("#f-PatientID") == ocr_id != "01234576"
 
     page.fill("#f-PatientID", "01234576")
     page.fill("#f-StudyDate", "20190910")
@@ -108,7 +109,7 @@ def test_correct_approve_release_in_browser(review_server, browser_page):
 
     (entry,) = env.ledger.audit_log(key)
     assert entry["user"] == "rita" and entry["action"] == "approve"
-    assert entry["changes"]["PatientID"] == {"old": "01234567", "new": "01234576"}
+    assert entry["changes"]["PatientID"] == {"old": ocr_id, "new": "01234576"}
 
     # the other film is still waiting; the approved one left the queue
     page.goto(f"{base}/queue")

@@ -76,6 +76,8 @@ class ReleaseRunner:
         for section, values in self.settings.model_dump(mode="json").items():
             env[f"FILMFLOW_{section.upper()}"] = json.dumps(values)
         env.pop("FILMFLOW_CONFIG", None)
+        # Prefect's ephemeral API server needs longer than its 20 s default on a busy host
+        env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
         logs = self.work_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / "release.log", "ab") as out:

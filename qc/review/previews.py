@@ -121,9 +121,10 @@ def label_pixels(film: np.ndarray, record: dict[str, Any]) -> np.ndarray:
     if not box or len(box) != 4:
         raise PreviewError("no label was found on this film")
     r0, c0, r1, c1 = (int(v) for v in box)
-    pad = max(4, (r1 - r0) // 10)
-    r0, c0 = max(0, r0 - pad), max(0, c0 - pad)
-    r1, c1 = min(film.shape[0], r1 + pad), min(film.shape[1], c1 + pad)
+    # generous context: a tight label box may clip the first characters, and the reviewer must see them
+    pr, pc = max(8, (r1 - r0) // 4), max(8, (c1 - c0) // 8)
+    r0, c0 = max(0, r0 - pr), max(0, c0 - pc)
+    r1, c1 = min(film.shape[0], r1 + pr), min(film.shape[1], c1 + pc)
     if r1 <= r0 or c1 <= c0:
         raise PreviewError("the label box lies outside the film")
     return film[r0:r1, c0:c1]

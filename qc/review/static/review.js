@@ -21,6 +21,14 @@
   });
   if (rows.length) { select(0); }
 
+  // manifest values: click to copy into the field
+  Array.prototype.forEach.call(document.querySelectorAll("button.fill"), function (b) {
+    b.addEventListener("click", function () {
+      var t = document.getElementById(b.dataset.target);
+      if (t) { t.value = b.dataset.value; t.focus(); }
+    });
+  });
+
   // filters submit on change
   ["filter-batch", "filter-code"].forEach(function (id) {
     var el = document.getElementById(id);
