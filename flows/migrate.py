@@ -9,6 +9,7 @@ film in a state the next run resumes from.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from prefect.futures import as_completed
 from filmflow.archive import open_archive
 from filmflow.config import Settings, load_settings
 from filmflow.discover import SourceFile, discover_scans
+from filmflow.errors import ConfigError
 from filmflow.ledger import PENDING_PUSH, Ledger, default_ledger_url
 from filmflow.report import report_row, report_status, write_report
 from flows.artifacts import BatchDashboard
@@ -113,6 +115,7 @@ def migrate_batch(
 
     arch = open_archive(settings.archive.url, settings.archive)
     arch.check()  # ArchiveUnreachableError: nothing is marked done
+    _check_work_space(staging_dir, sources, settings.run.workers)  # ConfigError: nothing is marked done
 
     by_sha: dict[str, list[str]] = {}
     for s in sources:
@@ -210,6 +213,36 @@ def migrate_batch(
     log.info("batch %s done: %s", batch_name, ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     dash.finish(summary, sources)
     return summary
+
+
+#: Staged DICOM size per film as a multiple of its scan file (uncompressed pixels vs a deflate/JPEG scan).
+STAGED_SIZE_FACTOR = 4
+
+
+def _check_work_space(staging_dir: Path, sources: list[SourceFile], workers: int) -> None:
+    """Refuse to start when the work folder cannot hold the films in flight.
+
+    Raises
+    ------
+    ConfigError
+        Less free space than ``STAGED_SIZE_FACTOR`` x the largest scan x the
+        workers, plus 8 MiB for the ledger.
+    """
+    sizes = []
+    for s in sources:
+        try:
+            sizes.append(s.path.stat().st_size) if not s.error else None
+        except OSError:
+            continue  # gone since discovery: that film fails on its own
+    if not sizes:
+        return
+    need = STAGED_SIZE_FACTOR * max(sizes) * max(1, min(workers, len(sizes))) + (8 << 20)
+    free = shutil.disk_usage(staging_dir).free
+    if free < need:
+        raise ConfigError(
+            f"the work folder {staging_dir.parent} has {free / 2**20:.1f} MiB free; this batch needs about "
+            f"{need / 2**20:.0f} MiB to stage its films: free space there or choose another --work-dir / run.work_dir"
+        )
 
 
 def _attach_file_log(work_dir: Path) -> None:
