@@ -21,6 +21,8 @@ _QUIET_ENV = {
     "DO_NOT_TRACK": "1",
     "OMP_THREAD_LIMIT": "1",
     "PREFECT_LOGGING_LOG_PRINTS": "false",
+    # the embedded server can take longer than Prefect's default 20 s to start on a busy machine
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
 
 

@@ -34,6 +34,7 @@ class GeometryConfig(BaseModel):
     max_skew_deg: float = Field(20.0, gt=0, le=45)
     bed_margin_mm: float = Field(0.0, ge=0, description="extra margin kept around the film, mm")
     fix_orientation: bool = True
+    rotation_k: int | None = Field(None, ge=0, le=3, description="force quarter turns (counter-clockwise) after deskew; None = automatic")
     fix_polarity: bool = True
 
 

@@ -7,8 +7,8 @@ folder is the embedded default; any SQLAlchemy URL (PostgreSQL) works too.
 
 States::
 
-    discovered -> processed -> pushed -> archived        (QC passed)
-               -> flagged -> approved -> pushed -> archived (held for review)
+    discovered -> processed -> pushed -> archived        (QC passed; pushed = stored, not yet verified)
+               -> flagged -> approved -> processed -> pushed -> archived (held for review, released)
                           -> rejected
                -> failed                                  (error for this film)
 

@@ -9,6 +9,7 @@ filmflow's :class:`~filmflow.errors.FilmError` becomes a ``failed`` outcome.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -16,6 +17,8 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from filmflow.config import Settings
 from filmflow.errors import FilmError, FilmflowError
@@ -154,6 +157,10 @@ def _process(
         polarity_margin = checks.polarity_margin(scan.pixels)
         residual_skew = checks.measure_residual_skew(pixels, geom, margin_px=int(round(0.25 * scan.dpi)))
         del pixels
+    if settings.geometry.rotation_k:  # a reviewer's forced orientation
+        film = np.ascontiguousarray(np.rot90(film, settings.geometry.rotation_k))
+        geom = dataclasses.replace(geom, rotation_k=settings.geometry.rotation_k, orientation_decided=True,
+                                   crop_shape=(int(film.shape[0]), int(film.shape[1])))
     record.update(skew_deg=round(geom.skew_deg, 3), inverted=inverted,
                   geometry={"film_box": list(geom.film_box), "film_quad": [list(p) for p in geom.film_quad],
                             "crop_shape": list(geom.crop_shape), "touches_bed_edge": geom.touches_bed_edge,
@@ -202,6 +209,8 @@ def _process(
         findings += checks.check_near_duplicate(record["phash"], known_phashes, settings.qc.max_phash_distance)
         record["near_duplicate_of"] = [k for k, _ in qc_phash.near_matches(record["phash"], known_phashes, settings.qc.max_phash_distance)]
 
+    if overrides is not None:
+        findings = [_settled(f) for f in findings]
     verdict = worst(findings)
     if verdict != "pass" or not header["PatientID"]:
         if not header["PatientID"] and not any(f.code == "missing_PatientID" for f in findings):
@@ -245,6 +254,14 @@ def _process(
         staged.unlink(missing_ok=True)
         return held(record, findings)
     return FilmOutcome("processed", record, staged_path=str(staged), qc=findings)
+
+
+def _settled(finding: QCResult) -> QCResult:
+    """A reviewer approved the film: their decision settles ``review`` findings (kept as ``info``);
+    ``fail`` findings still stop it."""
+    if finding.severity != "review":
+        return finding
+    return dataclasses.replace(finding, severity="info", reason=f"{finding.reason} (accepted by the reviewer)")
 
 
 def held(record: dict[str, Any], findings: list[QCResult]) -> FilmOutcome:

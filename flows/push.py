@@ -33,11 +33,16 @@ def _retry_transient(task_: Any, task_run: Any, state: Any) -> bool:
 
 @task(name="push-film", task_run_name="push-{tag}", cache_policy=NO_CACHE, persist_result=False,
       retry_condition_fn=_retry_transient)
-def push_film_task(tag: str, archive: Archive, staged_path: str, verify_retrieve: bool) -> StoreReceipt:
-    """Store one staged instance and verify the archive holds it intact."""
-    receipt = archive.store(Path(staged_path))
-    archive.verify(receipt, retrieve=verify_retrieve)
-    return receipt
+def push_film_task(tag: str, archive: Archive, staged_path: str) -> StoreReceipt:
+    """Store one staged instance (idempotent per SOP Instance UID)."""
+    return archive.store(Path(staged_path))
+
+
+@task(name="verify-film", task_run_name="verify-{tag}", cache_policy=NO_CACHE, persist_result=False,
+      retry_condition_fn=_retry_transient)
+def verify_film_task(tag: str, archive: Archive, receipt: StoreReceipt, retrieve: bool) -> None:
+    """Confirm the archive holds the instance (and, when ``retrieve``, identical pixels)."""
+    archive.verify(receipt, retrieve=retrieve)
 
 
 def verify_sample(sop_uid: str, fraction: float) -> bool:
@@ -68,9 +73,13 @@ class Pusher:
             self.errors[key] = f"archive_unreachable: not pushed ({self.outage}); the next run pushes it"
             return row.state
         delays = [self.config.retry_delay_s * 2**i for i in range(self.config.retries)]
+        retrying = {"retries": self.config.retries, "retry_delay_seconds": delays or 0}
         try:
-            receipt = push_film_task.with_options(retries=self.config.retries, retry_delay_seconds=delays or 0)(
-                tag, self.archive, row.staged_path, verify_sample(row.sop_instance_uid, self.config.verify_fraction))
+            receipt = push_film_task.with_options(**retrying)(tag, self.archive, row.staged_path)
+            if row.state != "pushed":
+                row = self.ledger.transition(key, "pushed", expect=PENDING_PUSH)
+            verify_film_task.with_options(**retrying)(
+                tag, self.archive, receipt, verify_sample(row.sop_instance_uid, self.config.verify_fraction))
         except ArchiveError as exc:
             if is_transient(exc):
                 self.outage = exc.code

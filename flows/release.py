@@ -49,8 +49,6 @@ def settings_for(settings: Settings, settings_overrides: dict[str, Any] | None) 
     merged = settings.model_dump()
     for section, values in settings_overrides.items():
         values = dict(values)
-        if section == "geometry" and "rotation_k" in values:
-            notes.append(f"forced rotation k={values.pop('rotation_k')} not applied: process_film has no rotation parameter yet")
         if section not in merged:
             notes.append(f"unknown settings section {section!r} ignored")
             continue
