@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from filmflow.errors import FilmflowError, SourceError
+from filmflow.errors import ConfigError, FilmflowError, SourceError
 
 _QUIET_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -57,7 +57,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if not source.is_dir():
         raise SourceError(f"source folder not found or not a folder: {source}")
     batch = args.batch_name or settings.run.batch_name or default_batch_name(source)
-    flow_fn = migrate_batch.with_options(task_runner=ThreadPoolTaskRunner(max_workers=settings.run.workers))
+    if settings.run.dask_address:
+        # films run on the Dask cluster's workers; the ledger stays written from this process's flow thread
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            raise ConfigError("run.dask_address is set but prefect-dask is not installed: pip install 'filmflow[dask]'") from None
+        runner = DaskTaskRunner(address=settings.run.dask_address)
+    else:
+        runner = ThreadPoolTaskRunner(max_workers=settings.run.workers)
+    flow_fn = migrate_batch.with_options(task_runner=runner)
     state = flow_fn(source_dir=str(source), batch_name=batch, manifest=args.manifest, archive=args.archive,
                     report=args.report, config=args.config, return_state=True)
     if state.is_failed():

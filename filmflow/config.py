@@ -139,6 +139,7 @@ class RunConfig(BaseModel):
     batch_name: str = ""
     site: str = "site"
     digitizer: str = "digitizer"
+    dask_address: str = Field("", description="tcp://host:port of a Dask scheduler; empty = threads in this process")
 
 
 class Settings(BaseSettings):
