@@ -116,9 +116,9 @@ def embed_label(film: np.ndarray, fields: dict[str, str], p: LabelParams, rng: n
     return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8), (r0, c0, r0 + h, c0 + w)
 
 
-def random_params(rng: np.random.Generator) -> LabelParams:
+def random_params(rng: np.random.Generator, dpis: tuple[float, ...] = (100.0, 150.0, 200.0, 300.0)) -> LabelParams:
     return LabelParams(
-        dpi=float(rng.choice([100.0, 150.0, 200.0, 300.0])),
+        dpi=float(rng.choice(list(dpis))),
         font=str(rng.choice(["mono", "sans", "mono_regular"])),
         cap_mm=float(rng.uniform(2.0, 4.0)),
         date_style=str(rng.choice(["iso", "us", "eu", "mon"])),
@@ -133,9 +133,11 @@ def random_params(rng: np.random.Generator) -> LabelParams:
     )
 
 
-def make_one(rng: np.random.Generator) -> tuple[np.ndarray, dict[str, str], LabelParams, tuple[int, int, int, int]]:
+def make_one(rng: np.random.Generator, dpis: tuple[float, ...] = (100.0, 150.0, 200.0, 300.0),
+             ) -> tuple[np.ndarray, dict[str, str], LabelParams, tuple[int, int, int, int]]:
+    """One labelled film: (film uint8, truth fields, parameters, label box), DPI drawn from ``dpis``."""
     fields = random_fields(rng)
-    p = random_params(rng)
+    p = random_params(rng, dpis)
     film = film_background(p.source, p.dpi, rng, size_in=(7.0, 6.0))
     film, box = embed_label(film, fields, p, rng)
     return film, fields, p, box

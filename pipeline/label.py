@@ -27,9 +27,9 @@ import cv2
 import numpy as np
 
 from filmflow.config import OCRConfig
-from pipeline.label_fields import parse_label
-from pipeline.ocr import ocr_lines
-from pipeline.types import LabelReading, LabelRegion, OcrLine
+from pipeline.label_fields import KEYS, parse_label, value_spans
+from pipeline.ocr import BoxedWord, ocr_boxes, ocr_lines
+from pipeline.types import FieldValue, LabelReading, LabelRegion, OcrLine, OcrWord
 
 __all__ = [
     "locate_label",
@@ -38,6 +38,9 @@ __all__ = [
     "read_laterality_marker",
     "TARGET_CAP_PX",
     "LABEL_WHITELIST",
+    "reread_tokens",
+    "REREAD_FIELDS",
+    "REREAD_VARIANTS",
 ]
 
 log = logging.getLogger(__name__)
@@ -331,6 +334,31 @@ def estimate_cap_height(crop: np.ndarray) -> float:
     return float(np.percentile(hs, 60))
 
 
+def _clear_border(crop: np.ndarray) -> np.ndarray:
+    """Whiten dark blobs touching the crop's edge that are not characters (the patch's blurred
+    edge, film showing past a tilted patch): thinner than half a capital or longer than three
+    capitals. Characters the box cut keep their pixels. Returns a new array."""
+    ink = (crop < 0.5).astype(np.uint8)
+    n, lab, st, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    if n <= 1:
+        return crop
+    rows, cols = crop.shape
+    x, y, w, h = st[:, 0], st[:, 1], st[:, 2], st[:, 3]
+    edge = (x == 0) | (y == 0) | (x + w >= cols) | (y + h >= rows)
+    horiz = (y == 0) | (y + h >= rows)
+    vert = (x == 0) | (x + w >= cols)
+    thin = np.where(horiz & ~vert, h < 0.5 * TARGET_CAP_PX, False) | np.where(vert & ~horiz, w < 0.5 * TARGET_CAP_PX, False)
+    long_ = (w > 3 * TARGET_CAP_PX) | (h > 3 * TARGET_CAP_PX)
+    drop = edge & (thin | long_ | (horiz & vert))
+    drop[0] = False
+    if not drop.any():
+        return crop
+    m = cv2.dilate(drop[lab].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    out = crop.copy()
+    out[m] = 1.0
+    return out
+
+
 def prepare_label(film: np.ndarray, region: LabelRegion, *, rotation_k: int | None = None) -> np.ndarray:
     """Crop a label, make it upright, deskew, rescale and stretch it for OCR.
 
@@ -357,13 +385,16 @@ def prepare_label(film: np.ndarray, region: LabelRegion, *, rotation_k: int | No
     # contrast stretch: background -> 1, ink -> 0
     lo, hi = np.percentile(crop, (2, 90))
     if hi > lo:
-        crop = np.clip((crop - lo) / (hi - lo), 0.0, 1.0)
+        # float32 throughout: OpenCV's warpAffine fills BORDER_REPLICATE borders of float64
+        # images with garbage (seen with opencv-python 5.0), which read as a line of text
+        crop = np.clip((crop - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0).astype(np.float32)
     cap = estimate_cap_height(crop)
     if np.isfinite(cap) and cap > 0:
         s = float(np.clip(TARGET_CAP_PX / cap, 0.25, 8.0))
         if abs(s - 1.0) > 0.05:
             crop = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA)
             crop = np.clip(crop, 0.0, 1.0)
+    crop = _clear_border(crop)
     a = estimate_skew(crop)
     if abs(a) >= 0.25:
         h, w = crop.shape
@@ -380,6 +411,137 @@ def prepare_label(film: np.ndarray, region: LabelRegion, *, rotation_k: int | No
 def _quality(fields: dict, lines: Sequence[OcrLine]) -> float:
     confs = [w.confidence for ln in lines for w in ln.words]
     return len(fields) + (float(np.mean(confs)) / 100.0 if confs else 0.0)
+
+
+#: Fields whose value words are read again, one crop at a time (:func:`reread_tokens`).
+REREAD_FIELDS = ("PatientID", "PatientBirthDate", "StudyDate", "AccessionNumber")
+#: Variants of each token crop read again: (capital height px, Gaussian blur sigma in
+#: capital-height units). A light blur merges the dot of a dotted zero (DejaVu Sans Mono)
+#: into its ring, which Tesseract then reads as 0 rather than 6 or 8.
+REREAD_VARIANTS = ((30, 1.0 / 30), (36, 1.0 / 30), (44, 1.0 / 30), (36, 0.0))
+#: Fields that settle the orientation: a reading with this many keyed fields at or above
+#: :data:`_PLAUSIBLE_CONF` is not tried upside down.
+_PLAUSIBLE_FIELDS = 3
+_PLAUSIBLE_CONF = 60.0
+#: Confidence ceiling of a field whose readings disagree beyond a strong majority
+#: (below the default QC threshold of 50: the film goes to review).
+_SPLIT_VOTE_CONF = 40.0
+
+
+def _plausible(fields: dict[str, FieldValue]) -> bool:
+    keyed = [kw for kw, fv in fields.items() if kw != "InstitutionName" and fv.confidence >= _PLAUSIBLE_CONF]
+    return len(keyed) >= _PLAUSIBLE_FIELDS and ("PatientID" in keyed or "PatientName" in keyed)
+
+
+def _token_sheet(img: np.ndarray, boxes: list[tuple[int, int, int, int]]):
+    """Stack every variant of every token crop of ``img`` on one white sheet, one per row,
+    well apart. Returns (sheet uint8, rows: list of (token index, row0, row1))."""
+    gap = 24
+    pieces, rows = [], []
+    y = gap
+    for t, (r0, c0, r1, c1) in enumerate(boxes):
+        crop = img[r0:r1, c0:c1].astype(np.float32)
+        for cap, blur in REREAD_VARIANTS:
+            s = cap / TARGET_CAP_PX
+            v = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
+            if blur > 0:
+                v = cv2.GaussianBlur(v, (0, 0), blur * cap)
+            v = np.clip(v, 0, 255).astype(np.uint8)
+            pieces.append((y, v))
+            rows.append((t, y, y + v.shape[0]))
+            y += v.shape[0] + gap + cap // 2
+    width = max(v.shape[1] for _, v in pieces) + 2 * gap
+    sheet = np.full((y, width), 255, np.uint8)
+    for yy, v in pieces:
+        sheet[yy:yy + v.shape[0], gap:gap + v.shape[1]] = v
+    return sheet, rows
+
+
+def _vote(readings: list[FieldValue | None]) -> FieldValue | None:
+    """The value most readings agree on (ties: higher summed confidence). Confidence: the
+    median of the agreeing readings', scaled by the fraction agreeing (a failed reading
+    counts against); at most :data:`_SPLIT_VOTE_CONF` unless three quarters agree."""
+    tally: dict[str, list[FieldValue]] = {}
+    for fv in readings:
+        if fv is not None:
+            tally.setdefault(fv.value, []).append(fv)
+    if not tally:
+        return None
+    value, votes = max(tally.items(), key=lambda kv: (len(kv[1]), sum(f.confidence for f in kv[1])))
+    frac = len(votes) / len(readings)
+    conf = float(np.median([f.confidence for f in votes])) * frac
+    if frac < 0.75:
+        conf = min(conf, _SPLIT_VOTE_CONF)
+    raw = votes[0].raw
+    return FieldValue(value, round(conf, 1), raw)
+
+
+def reread_tokens(
+    img: np.ndarray,
+    boxed: Sequence[Sequence[BoxedWord]],
+    fields: dict[str, FieldValue],
+    *,
+    config: OCRConfig,
+) -> dict[str, FieldValue]:
+    """Read the identifier and date words of a label again, one crop at a time, and vote.
+
+    Parameters
+    ----------
+    img : ndarray of shape (P, Q), uint8
+        The prepared label (:func:`prepare_label`) that ``boxed`` was read from.
+    boxed : sequence of lines of BoxedWord
+        :func:`pipeline.ocr.ocr_boxes` of ``img``.
+    fields : dict
+        :func:`pipeline.label_fields.parse_label` of those lines.
+    config : OCRConfig
+
+    Returns
+    -------
+    dict
+        ``fields`` with each of :data:`REREAD_FIELDS` whose key was found replaced by the
+        vote over the first reading and the :data:`REREAD_VARIANTS` of its value crop
+        (rescaled, lightly blurred, read in one Tesseract run as a sheet of single
+        lines). A value the first reading missed may be found; when the readings
+        disagree the confidence drops (see :func:`_vote`), so QC sends the film to review
+        instead of trusting a guess.
+    """
+    lines = [OcrLine(tuple(b.word for b in ln)) for ln in boxed]
+    spans = value_spans(lines, config=config)
+    todo = [kw for kw in REREAD_FIELDS if kw in spans]
+    if not todo:
+        return fields
+    mh, mw = int(0.35 * TARGET_CAP_PX), int(0.4 * TARGET_CAP_PX)
+    boxes = []
+    for kw in todo:
+        li, a, b = spans[kw]
+        bs = [bw.box for bw in boxed[li][a:b]]
+        r0, c0 = min(x[0] for x in bs) - mh, min(x[1] for x in bs) - mw
+        r1, c1 = max(x[2] for x in bs) + mh, max(x[3] for x in bs) + mw
+        boxes.append((max(0, r0), max(0, c0), min(img.shape[0], r1), min(img.shape[1], c1)))
+    sheet, rows = _token_sheet(img, boxes)
+    got: dict[int, list[tuple[float, OcrWord]]] = {}
+    for ln in ocr_boxes(sheet, config=config, psm=6, whitelist=LABEL_WHITELIST):
+        for bw in ln:
+            yc = 0.5 * (bw.box[0] + bw.box[2])
+            for i, (_, y0, y1) in enumerate(rows):
+                if y0 - 4 <= yc <= y1 + 4:
+                    got.setdefault(i, []).append((bw.box[1], bw.word))
+                    break
+    out = dict(fields)
+    for t, kw in enumerate(todo):
+        key = OcrWord(KEYS[kw][0] + ":", 100.0)
+        readings: list[FieldValue | None] = [fields.get(kw)]
+        for i, (tt, _, _) in enumerate(rows):
+            if tt != t:
+                continue
+            words = tuple(w for _, w in sorted(got.get(i, []), key=lambda e: e[0]))
+            readings.append(parse_label([OcrLine((key, *words))], config=config).get(kw) if words else None)
+        fv = _vote(readings)
+        if fv is None:
+            out.pop(kw, None)
+        else:
+            out[kw] = fv
+    return out
 
 
 def read_label(film: np.ndarray, *, dpi: float, config: OCRConfig) -> LabelReading:
@@ -413,8 +575,11 @@ def read_label(film: np.ndarray, *, dpi: float, config: OCRConfig) -> LabelReadi
     Notes
     -----
     The label is read in the orientation suggested by its aspect and, unless
-    that reading already yields five or more fields, also turned by 180
-    degrees; the reading with more fields (then higher mean confidence) wins.
+    that reading is plausible (:data:`_PLAUSIBLE_FIELDS` keyed fields, among them
+    the ID or the name, at confidence :data:`_PLAUSIBLE_CONF` or more), also turned
+    by 180 degrees; the reading with more fields (then higher mean confidence)
+    wins. Its identifier and date words are then read again (:func:`reread_tokens`):
+    two or three Tesseract runs per label in all.
     """
     region = locate_label(film, dpi=dpi)
     if region is None:
@@ -422,14 +587,16 @@ def read_label(film: np.ndarray, *, dpi: float, config: OCRConfig) -> LabelReadi
     best = None
     for k in (region.rotation_k, (region.rotation_k + 2) % 4):
         img = prepare_label(film, region, rotation_k=k)
-        lines = ocr_lines(img, config=config, psm=6, whitelist=LABEL_WHITELIST)
+        boxed = ocr_boxes(img, config=config, psm=6, whitelist=LABEL_WHITELIST)
+        lines = [OcrLine(tuple(b.word for b in ln)) for ln in boxed]
         fields = parse_label(lines, config=config)
         q = _quality(fields, lines)
         if best is None or q > best[0]:
-            best = (q, k, lines, fields)
-        if len(fields) >= 5:
+            best = (q, k, img, boxed, lines, fields)
+        if _plausible(fields):
             break
-    _, k, lines, fields = best
+    _, k, img, boxed, lines, fields = best
+    fields = reread_tokens(img, boxed, fields, config=config)
     reg = LabelRegion(box=region.box, rotation_k=k, dark_text=region.dark_text, kind=region.kind)
     return LabelReading(fields=fields, lines=tuple(ln.text for ln in lines), region=reg)
 

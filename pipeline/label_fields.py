@@ -26,7 +26,7 @@ from rapidfuzz import fuzz
 from filmflow.config import OCRConfig
 from pipeline.types import FieldValue, OcrLine, OcrWord
 
-__all__ = ["KEYS", "parse_label", "parse_date", "parse_ocr_date", "parse_person_name", "fix_digits"]
+__all__ = ["KEYS", "parse_label", "value_spans", "parse_date", "parse_ocr_date", "parse_person_name", "fix_digits"]
 
 #: Label keys per DICOM keyword (upper case, without the trailing colon).
 KEYS: dict[str, tuple[str, ...]] = {
@@ -344,18 +344,26 @@ def _key_table(config: OCRConfig) -> list[tuple[tuple[str, ...], str]]:
     return table
 
 
-def _split_glued(words: Sequence[OcrWord]) -> list[OcrWord]:
-    """Split ``ID:00123456`` into ``ID:`` and ``00123456`` (same confidence)."""
+def _split_glued_idx(words: Sequence[OcrWord]) -> tuple[list[OcrWord], list[int]]:
+    """Split ``ID:00123456`` into ``ID:`` and ``00123456`` (same confidence), drop lone
+    punctuation; also the index in ``words`` each output word came from."""
     out: list[OcrWord] = []
-    for w in words:
+    src: list[int] = []
+    for i, w in enumerate(words):
         m = re.match(r"^([A-Za-z#.]{2,}[:;])(\S+)$", w.text)
         if m:
             out += [OcrWord(m.group(1), w.confidence), OcrWord(m.group(2), w.confidence)]
-        elif w.text.strip(":;.,|_-'\"`~") == "" :
+            src += [i, i]
+        elif w.text.strip(":;.,|_-'\"`~") == "":
             continue  # pure punctuation: a lone colon
         else:
             out.append(w)
-    return out
+            src.append(i)
+    return out, src
+
+
+def _split_glued(words: Sequence[OcrWord]) -> list[OcrWord]:
+    return _split_glued_idx(words)[0]
 
 
 def _find_keys(words: Sequence[OcrWord], table) -> list[tuple[int, int, str]]:
@@ -413,6 +421,32 @@ def _value(kw: str, words: Sequence[OcrWord], config: OCRConfig) -> FieldValue |
         return FieldValue(v.upper(), words[0].confidence, words[0].text) if v else None
     v = " ".join(raw.split())
     return FieldValue(v, conf, raw) if v else None
+
+
+#: Words a value may span, by keyword (a date split by OCR: ``02 - APR - 2019``).
+_SPAN_WORDS = {"PatientBirthDate": 3, "StudyDate": 3}
+
+
+def value_spans(lines: Sequence[OcrLine], *, config: OCRConfig) -> dict[str, tuple[int, int, int]]:
+    """Where each keyed value was read: ``(line, first word, end word)`` indices into ``lines``.
+
+    The first occurrence of each key counts, as in :func:`parse_label`, whether or not its
+    value could be parsed (a value the OCR garbled can then be read again). Identifiers and
+    the sex span one word, dates up to three, other values run to the next key.
+    """
+    table = _key_table(config)
+    out: dict[str, tuple[int, int, int]] = {}
+    for li, line in enumerate(lines):
+        words, src = _split_glued_idx(line.words)
+        keys = _find_keys(words, table)
+        for j, (_, e, kw) in enumerate(keys):
+            end = keys[j + 1][0] if j + 1 < len(keys) else len(words)
+            if kw in out or e >= end:
+                continue
+            n = {"PatientID": 1, "AccessionNumber": 1, "PatientSex": 1}.get(kw, _SPAN_WORDS.get(kw, end - e))
+            end = min(end, e + n)
+            out[kw] = (li, src[e], src[end - 1] + 1)
+    return out
 
 
 def parse_label(lines: Sequence[OcrLine], *, config: OCRConfig) -> dict[str, FieldValue]:

@@ -13,6 +13,7 @@ import functools
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 
 import numpy as np
 import pytesseract
@@ -21,7 +22,7 @@ from filmflow.config import OCRConfig
 from filmflow.errors import OCRError, ToolMissingError
 from pipeline.types import OcrLine, OcrWord
 
-__all__ = ["tesseract_version", "ocr_lines", "MAX_OCR_PIXELS"]
+__all__ = ["tesseract_version", "ocr_lines", "ocr_boxes", "BoxedWord", "MAX_OCR_PIXELS"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,15 @@ def tesseract_version(config: OCRConfig | None = None) -> str:
     return _version((config or OCRConfig()).tesseract_cmd)
 
 
+@dataclass(frozen=True)
+class BoxedWord:
+    """A word read by Tesseract and where it is: ``box`` (row0, col0, row1, col1), half-open,
+    in the pixels of the image that was read."""
+
+    word: OcrWord
+    box: tuple[int, int, int, int]
+
+
 def _limit_threads() -> None:
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
@@ -93,7 +103,8 @@ def ocr_lines(
     -------
     list of OcrLine
         Lines in Tesseract's reading order; each word with its confidence
-        (0..100). Empty when nothing was read.
+        (0..100). Empty when nothing was read. :func:`ocr_boxes` also gives
+        each word's box.
 
     Raises
     ------
@@ -109,6 +120,17 @@ def ocr_lines(
     Sets ``OMP_THREAD_LIMIT=1`` in :data:`os.environ` when it is not set; the
     Tesseract subprocess inherits it.
     """
+    return [OcrLine(tuple(b.word for b in ln)) for ln in ocr_boxes(image, config=config, psm=psm, whitelist=whitelist)]
+
+
+def ocr_boxes(
+    image: np.ndarray,
+    *,
+    config: OCRConfig,
+    psm: int = 6,
+    whitelist: str | None = None,
+) -> list[list[BoxedWord]]:
+    """:func:`ocr_lines` with each word's box: lines of :class:`BoxedWord`, same errors."""
     if image.ndim != 2 or image.dtype != np.uint8:
         raise ValueError(f"ocr_lines needs a 2-D uint8 image, got {image.dtype} {image.shape}")
     if image.size > MAX_OCR_PIXELS:
@@ -137,14 +159,16 @@ def ocr_lines(
                 f"tesseract timed out after {config.timeout_s:g} s; raise ocr.timeout_s if labels are large"
             ) from exc
         raise
-    groups: dict[tuple[int, int, int], list[OcrWord]] = {}
+    groups: dict[tuple[int, int, int], list[BoxedWord]] = {}
     for i, text in enumerate(data["text"]):
         conf = float(data["conf"][i])
         if conf < 0 or not str(text).strip():
             continue
         key = (data["block_num"][i], data["par_num"][i], data["line_num"][i])
-        groups.setdefault(key, []).append(OcrWord(str(text).strip(), conf))
-    return [OcrLine(tuple(ws)) for ws in groups.values() if ws]
+        top, left = int(data["top"][i]), int(data["left"][i])
+        box = (top, left, top + int(data["height"][i]), left + int(data["width"][i]))
+        groups.setdefault(key, []).append(BoxedWord(OcrWord(str(text).strip(), conf), box))
+    return [ws for ws in groups.values() if ws]
 
 
 def _shell_quote(s: str) -> str:

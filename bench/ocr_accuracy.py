@@ -1,0 +1,171 @@
+"""Label OCR accuracy benchmark (issue 4): generated labels on real radiographs.
+
+Films come from :mod:`bench/make_labels.py` (fixed seed): labels in the three
+``filmflow.synth.FONTS`` kinds (DejaVu/Liberation Sans Mono Bold, Sans Bold,
+Sans Mono), capital height 2-4 mm, contrast 0.35-0.82, blur, noise, quarter
+turns and small tilts, light-on-dark patches, four corners, four date styles,
+optional institution/sex/accession lines, pasted into crops of the real
+radiographs in ``/work/shared/data/radiographs`` (CC BY 3.0) at 150, 200 and
+300 DPI, plus a separate 100-DPI set.
+
+For each film, :func:`pipeline.label.read_label` (the pipeline) and the plain
+baseline (Tesseract on the whole film, default settings: ``--psm 3``, no
+whitelist, same parser :func:`pipeline.label_fields.parse_label`) are run in
+the same process, one film at a time, ``OMP_THREAD_LIMIT=1``. Reported:
+
+* per-field and all-fields exact-match accuracy (fields present in the truth);
+* ``wrong-pt``: films whose reconciliation with a manifest holding the true
+  identity (plus every other generated identity as distractors) is ``agree``
+  while the PatientID read is wrong or the header's PatientID is not the true
+  one -- must be 0;
+* ``flagged``: films sent to review by :func:`qc.checks.check_label` +
+  :func:`qc.checks.check_identity` with default thresholds (every film here is a
+  good film whose true identity is in the manifest);
+* time per label (median and 90th percentile, seconds, wall clock, this
+  process plus its Tesseract runs).
+
+Usage::
+
+    .venv/bin/python bench/ocr_accuracy.py [--quick] [--seed 4] [--no-baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ["OMP_THREAD_LIMIT"] = "1"
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from make_labels import make_one  # noqa: E402
+
+from filmflow.config import ManifestConfig, OCRConfig, QCConfig  # noqa: E402
+from pipeline.label import read_label  # noqa: E402
+from pipeline.label_fields import parse_label  # noqa: E402
+from pipeline.manifest import reconcile  # noqa: E402
+from pipeline.ocr import ocr_lines  # noqa: E402
+from pipeline.types import LabelReading, ManifestRow  # noqa: E402
+from qc.checks import check_identity, check_label  # noqa: E402
+
+FIELDS = ("PatientName", "PatientID", "PatientBirthDate", "StudyDate", "AccessionNumber", "PatientSex",
+          "InstitutionName")
+SHORT = {"PatientName": "name", "PatientID": "ID", "PatientBirthDate": "DOB", "StudyDate": "date",
+         "AccessionNumber": "acc", "PatientSex": "sex", "InstitutionName": "inst"}
+
+
+def baseline_read(film: np.ndarray, config: OCRConfig) -> LabelReading:
+    """Tesseract on the whole film, default settings, same parser."""
+    u8 = film if film.dtype == np.uint8 else (film >> 8).astype(np.uint8)
+    lines = ocr_lines(u8, config=config, psm=3)
+    return LabelReading(fields=parse_label(lines, config=config), lines=tuple(ln.text for ln in lines))
+
+
+def generate(n: int, dpis: tuple[float, ...], seed: int) -> list[tuple]:
+    rng = np.random.default_rng(seed)
+    return [make_one(rng, dpis) for _ in range(n)]
+
+
+def evaluate(films: list[tuple], rows: list[ManifestRow], reader, ocr: OCRConfig) -> list[dict]:
+    mcfg, qcfg = ManifestConfig(), QCConfig()
+    out = []
+    for film, truth, p, _ in films:
+        t0 = time.perf_counter()
+        r = reader(film, ocr)
+        dt = time.perf_counter() - t0
+        rec = reconcile(r, rows, scan_file="", config=mcfg)
+        flags = [q for q in (*check_label(r, config=qcfg), *check_identity(rec)) if q.severity in ("review", "fail")]
+        read_id = r.value("PatientID")
+        wrong_pt = rec.status == "agree" and ((read_id and read_id != truth["PatientID"])
+                                             or rec.header.get("PatientID") != truth["PatientID"])
+        out.append({
+            "ok": {kw: r.value(kw) == v for kw, v in truth.items()},
+            "found": r.region is not None or bool(r.fields),
+            "wrong_pt": bool(wrong_pt),
+            "flagged": bool(flags),
+            "id_wrong_unflagged": bool(read_id and read_id != truth["PatientID"] and not flags),
+            "time": dt, "font": p.font, "dpi": p.dpi,
+        })
+    return out
+
+
+def row(name: str, res: list[dict]) -> str:
+    if not res:
+        return ""
+    cells = [name, str(len(res))]
+    for kw in FIELDS:
+        hits = [r["ok"][kw] for r in res if kw in r["ok"]]
+        cells.append(f"{100 * np.mean(hits):.1f}" if hits else "-")
+    cells.append(f"{100 * np.mean([all(r['ok'].values()) for r in res]):.1f}")
+    cells.append(str(sum(r["wrong_pt"] for r in res)))
+    cells.append(str(sum(r["id_wrong_unflagged"] for r in res)))
+    cells.append(f"{100 * np.mean([r['flagged'] for r in res]):.1f}")
+    t = np.array([r["time"] for r in res])
+    cells.append(f"{np.median(t):.2f} / {np.percentile(t, 90):.2f}")
+    return "| " + " | ".join(cells) + " |"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    tver = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
+    return f"nproc {os.cpu_count()}, {cpu}, {platform.python_version()}, {' '.join(tver)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="~60 labels (48 at >=150 dpi + 12 at 100 dpi)")
+    ap.add_argument("--seed", type=int, default=4)
+    ap.add_argument("--no-baseline", action="store_true")
+    a = ap.parse_args(argv)
+    n_main, n_100 = (48, 12) if a.quick else (300, 60)
+    ocr = OCRConfig()
+    main_set = generate(n_main, (150.0, 200.0, 300.0), a.seed)
+    low_set = generate(n_100, (100.0,), a.seed + 1)
+    every = main_set + low_set
+    rows = [ManifestRow(line=i + 2, PatientID=t["PatientID"], PatientName=t["PatientName"],
+                        PatientBirthDate=t["PatientBirthDate"], StudyDate=t["StudyDate"],
+                        AccessionNumber=t.get("AccessionNumber", ""), scan_file="")
+            for i, (_, t, _, _) in enumerate(every)]
+
+    def pipeline_reader(film, cfg):
+        return read_label(film, dpi=float(film_dpi[id(film)]), config=cfg)
+
+    film_dpi = {id(f): p.dpi for f, _, p, _ in every}
+    res_main = evaluate(main_set, rows, pipeline_reader, ocr)
+    res_low = evaluate(low_set, rows, pipeline_reader, ocr)
+    head = ["set", "n", *(SHORT[k] for k in FIELDS), "all", "wrong-pt", "ID wrong unflagged", "flagged %",
+            "s/label med / p90"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out.append(row("pipeline, 150-300 dpi", res_main))
+    for font in ("mono", "sans", "mono_regular"):
+        out.append(row(f"  font {font}", [r for r in res_main if r["font"] == font]))
+    for dpi in (150.0, 200.0, 300.0):
+        out.append(row(f"  {dpi:.0f} dpi", [r for r in res_main if r["dpi"] == dpi]))
+    out.append(row("pipeline, 100 dpi", res_low))
+    if not a.no_baseline:
+        out.append(row("baseline (whole film, psm 3), 150-300 dpi", evaluate(main_set, rows, baseline_read, ocr)))
+        out.append(row("baseline, 100 dpi", evaluate(low_set, rows, baseline_read, ocr)))
+    print(f"label OCR accuracy, % exact match; seed {a.seed}; {'quick' if a.quick else 'full'} run")
+    print("\n".join(x for x in out if x))
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M %Z')}; {machine()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
