@@ -6,9 +6,15 @@ them with each method into an emptied Orthanc and prints instances/second.
 
     .venv/bin/python bench/archive_throughput.py --films 200 --rows 1024 --cols 1024
 
-filmflow's numbers include what a receipt needs (reading the file and hashing
-the decoded pixels); ``storescu`` only streams files, and (like pynetdicom's
+filmflow's plain numbers include what a receipt needs (reading the file and
+hashing the decoded pixels). The "hash known" rows pass the pixel hash computed
+when the film was built, as the migrate flow does (``Pusher`` gives the record's
+``pixel_sha256`` to ``Archive.store``), so only the header is parsed before the
+file is streamed. ``storescu`` only streams files, and (like pynetdicom's
 storescu app) does not act on the returned status.
+
+Orthanc runs with ``MaximumPduLength`` 131072 (tests/orthanc_server.py); use
+``--orthanc-pdu 16384`` for Orthanc's default.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pydicom import dcmread
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -29,7 +37,8 @@ from fixtures_orthanc import make_film_file  # noqa: E402
 from orthanc_server import CALLING_AET, OrthancServer  # noqa: E402
 
 from filmflow.archive.dicomweb import ENV_PASSWORD, ENV_TOKEN, ENV_USER, DicomWebArchive  # noqa: E402
-from filmflow.archive.dimse import DimseArchive  # noqa: E402
+from filmflow.archive.base import pixel_sha256  # noqa: E402
+from filmflow.archive.dimse import MAX_PDU, DimseArchive  # noqa: E402
 from filmflow.config import ArchiveConfig  # noqa: E402
 
 TS = {
@@ -40,12 +49,12 @@ TS = {
 }
 
 
-def run_filmflow(archive_cls, url: str, files: list[Path]) -> float:
+def run_filmflow(archive_cls, url: str, files: list[Path], hashes: dict[Path, str] | None = None) -> float:
     t0 = time.perf_counter()
     with archive_cls.from_url(url, ArchiveConfig(timeout_s=60)) as archive:
         archive.check()
         for f in files:
-            archive.store(f)
+            archive.store(f, pixel_sha256=(hashes or {}).get(f, ""))
     return time.perf_counter() - t0
 
 
@@ -68,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rows", type=int, default=1024)
     p.add_argument("--cols", type=int, default=1024)
     p.add_argument("--ts", choices=sorted(TS), default="explicit")
+    p.add_argument("--orthanc-pdu", type=int, default=131072, help="Orthanc's MaximumPduLength (4096..131072)")
     args = p.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="filmflow-bench-"))
@@ -78,14 +88,18 @@ def main(argv: list[str] | None = None) -> None:
         ]
         mb = sum(f.stat().st_size for f in files) / 1e6
         print(f"{args.films} films {args.rows}x{args.cols} uint16, {args.ts}, {mb:.0f} MB, made in {time.perf_counter() - t0:.1f} s")
-        with OrthancServer() as server:
+        hashes = {f: pixel_sha256(dcmread(f)) for f in files}  # as process_film records them
+        print(f"Orthanc MaximumPduLength {args.orthanc_pdu}, filmflow announces {MAX_PDU}")
+        with OrthancServer(extra_config={"MaximumPduLength": args.orthanc_pdu}) as server:
             os.environ.pop(ENV_TOKEN, None)
             os.environ[ENV_USER], os.environ[ENV_PASSWORD] = server.auth
             results: dict[str, float] = {}
             for name, run in (
                 ("storescu (dcmtk)", lambda: run_storescu(server, files)),
                 ("filmflow C-STORE", lambda: run_filmflow(DimseArchive, server.dicom_url, files)),
+                ("C-STORE hash known", lambda: run_filmflow(DimseArchive, server.dicom_url, files, hashes)),
                 ("filmflow STOW-RS", lambda: run_filmflow(DicomWebArchive, server.dicomweb_url, files)),
+                ("STOW-RS hash known", lambda: run_filmflow(DicomWebArchive, server.dicomweb_url, files, hashes)),
             ):
                 server.clear()
                 seconds = run()

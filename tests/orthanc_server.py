@@ -138,6 +138,8 @@ class OrthancServer:
             "ConcurrentJobs": 1,
             "SaveJobs": False,
             "DicomAssociationCloseDelay": 0,
+            # Orthanc's allowed maximum (default 16 KiB); filmflow announces the same (archive.dimse.MAX_PDU)
+            "MaximumPduLength": 131072,
             "StorageAccessOnFind": "Never",
             "Plugins": [str(DICOMWEB_PLUGIN)] if DICOMWEB_PLUGIN.is_file() else [],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False, "Host": "127.0.0.1", "Ssl": False},
@@ -222,6 +224,12 @@ class OrthancServer:
         if r.headers.get("content-type", "").startswith("application/json"):
             return r.json()
         return r.text
+
+    def rest_bytes(self, path: str) -> bytes:
+        """GET a binary resource (e.g. ``/instances/<id>/file``) with the test credentials."""
+        r = requests.get(f"{self.http_url}{path}", auth=self.auth, timeout=30)
+        r.raise_for_status()
+        return r.content
 
     def clear(self) -> None:
         """Delete every patient (so tests start from an empty archive)."""

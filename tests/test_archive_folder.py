@@ -46,8 +46,10 @@ def test_store_twice_is_idempotent_and_leaves_no_temp_files(tmp_path, film_files
     second = archive.store(src)
     assert first.location == second.location
     assert "already stored" in second.notes
-    files = [p for p in (tmp_path / "archive").rglob("*") if p.is_file()]
-    assert files == [Path(first.location)]
+    files = sorted(p for p in (tmp_path / "archive").rglob("*") if p.is_file())
+    index = [p for p in files if p.parts[-3] == ".patients"]
+    assert len(index) == 1 and index[0].suffix == ".json"  # one patient record, no temp files
+    assert [p for p in files if p not in index] == [Path(first.location)]
 
 
 def test_verify_detects_changed_pixels(tmp_path, film_files):

@@ -7,8 +7,9 @@ A target is chosen by URL (:func:`open_archive`):
 - ``http(s)://.../dicom-web``: DICOMweb STOW-RS (:mod:`filmflow.archive.dicomweb`)
 
 Life cycle: ``check()`` once before a batch (raises ArchiveUnreachableError),
-``store(path)`` per instance, ``verify(receipt)`` after the store, ``close()``
-at the end. Archives are used as context managers. ``store`` must be
+``find_patient(patient_id)`` before a film is pushed (the archive's own record of
+the patient, for the identity check), ``store(path)`` per instance,
+``verify(receipt)`` after the store, ``close()`` at the end. Archives are used as context managers. ``store`` must be
 idempotent: storing the same SOP Instance UID again never creates a second
 instance.
 """
@@ -87,6 +88,63 @@ def pixel_sha256(ds: "Dataset") -> str:
     return hashlib.sha256(np.ascontiguousarray(ds.pixel_array).tobytes()).hexdigest()
 
 
+def read_for_store(dicom_file: Path, known_sha256: str = "", *, need_pixels: bool = False) -> tuple["Dataset", str]:
+    """Read a staged file for a store: ``(dataset, pixel hash)``.
+
+    With ``known_sha256`` (the hash computed when the dataset was built, see
+    :func:`pipeline.dicom_film.pixel_sha256`) the pixels are neither read nor
+    decoded: the header is read with ``stop_before_pixels`` and the receipt
+    carries the builder's hash, so :meth:`Archive.verify` compares the archive's
+    copy with the pixels as built, not as re-read from the staging disk.
+    ``need_pixels`` reads the Pixel Data anyway (a store that sends the dataset).
+
+    Raises
+    ------
+    StoreFailedError
+        (permanent) the file is not DICOM.
+    """
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = dcmread(dicom_file, stop_before_pixels=bool(known_sha256) and not need_pixels)
+    except (InvalidDicomError, OSError) as exc:
+        raise archive_error(StoreFailedError, f"cannot read {Path(dicom_file).name} as DICOM: {exc}", transient=False) from None
+    return ds, known_sha256 or pixel_sha256(ds)
+
+
+def _norm_name(value: object) -> str:
+    # PN comparison: case, surrounding blanks and empty trailing components do not count
+    return "^".join(part.strip() for part in str(value or "").upper().split("=")[0].split("^")).rstrip("^")
+
+
+def identity_conflicts(header: dict[str, str], matches: list[dict[str, str]]) -> list[str]:
+    """Keywords (PatientName, PatientBirthDate) on which the archive's record of the patient differs.
+
+    Parameters
+    ----------
+    header : dict
+        The film's header values by DICOM keyword.
+    matches : list of dict
+        :meth:`Archive.find_patient` answers for the film's PatientID.
+
+    Returns
+    -------
+    list of str
+        Sorted keywords; empty when the archive does not know the patient or
+        agrees. A value empty on either side is not a conflict (unknown is not
+        different). Names compare case-insensitively, alphabetic group only,
+        trailing empty components ignored (``DOE^JANE^^`` equals ``Doe^Jane``).
+    """
+    out: set[str] = set()
+    for match in matches:
+        for keyword, norm in (("PatientName", _norm_name), ("PatientBirthDate", lambda v: str(v or "").strip())):
+            ours, theirs = norm(header.get(keyword, "")), norm(match.get(keyword, ""))
+            if ours and theirs and ours != theirs:
+                out.add(keyword)
+    return sorted(out)
+
+
 def convert_to_plain_sc(ds: "Dataset") -> "Dataset":
     """Plain SC copy of ``ds`` via :func:`pipeline.dicom_film.as_plain_sc` (imported at call time).
 
@@ -160,8 +218,11 @@ class Archive(abc.ABC):
         """
 
     @abc.abstractmethod
-    def store(self, dicom_file: Path) -> StoreReceipt:
+    def store(self, dicom_file: Path, *, pixel_sha256: str = "") -> StoreReceipt:
         """Store one DICOM Part 10 file; idempotent per SOP Instance UID.
+
+        ``pixel_sha256``, when given, is the hash of the pixels as built (see
+        :func:`read_for_store`); the file's pixels are then not decoded again.
 
         Raises
         ------
@@ -188,6 +249,18 @@ class Archive(abc.ABC):
         ------
         ArchiveUnreachableError
         """
+
+    def find_patient(self, patient_id: str) -> list[dict[str, str]]:
+        """The archive's record(s) of a patient: ``[{"PatientID", "PatientName", "PatientBirthDate"}]``.
+
+        Empty when the archive does not know the patient, or cannot be asked
+        for patients (this default). Used to flag ``archive_identity_conflict``.
+
+        Raises
+        ------
+        ArchiveUnreachableError
+        """
+        return []
 
     def close(self) -> None:
         """Release connections; idempotent."""

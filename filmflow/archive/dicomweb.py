@@ -31,10 +31,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import requests
-from pydicom import Dataset, dcmread
-from pydicom.errors import InvalidDicomError
+from pydicom import Dataset
 
-from filmflow.archive.base import Archive, StoreReceipt, archive_error, pixel_sha256
+from filmflow.archive.base import Archive, StoreReceipt, archive_error, pixel_sha256, read_for_store
 from filmflow.config import ArchiveConfig
 from filmflow.errors import ArchiveUnreachableError, ConfigError, StoreFailedError, VerificationError
 
@@ -142,19 +141,17 @@ class DicomWebArchive(Archive):
         except StoreFailedError as exc:  # an HTTP error other than auth/availability: still unusable
             raise archive_error(ArchiveUnreachableError, str(exc), transient=getattr(exc, "transient", False)) from None
 
-    def store(self, dicom_file: Path) -> StoreReceipt:
+    def store(self, dicom_file: Path, *, pixel_sha256: str = "") -> StoreReceipt:
         """STOW-RS one instance; idempotent per SOP Instance UID on conformant servers.
+
+        ``pixel_sha256``: the builder's hash (the pixels are then not decoded here).
 
         Raises
         ------
         ArchiveUnreachableError, StoreFailedError
         """
         dicom_file = Path(dicom_file)
-        try:
-            ds = dcmread(dicom_file)
-        except (InvalidDicomError, OSError) as exc:
-            raise archive_error(StoreFailedError, f"cannot read {dicom_file.name} as DICOM: {exc}", transient=False) from None
-        digest = pixel_sha256(ds)
+        ds, digest = read_for_store(dicom_file, pixel_sha256, need_pixels=True)  # STOW-RS sends the dataset
         sop_uid = str(ds.SOPInstanceUID)
         with self._http("STOW-RS"):
             response = self._client.store_instances(datasets=[ds])
@@ -184,6 +181,30 @@ class DicomWebArchive(Archive):
             notes=tuple(notes),
             transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
         )
+
+    def find_patient(self, patient_id: str) -> list[dict[str, str]]:
+        """QIDO-RS ``/studies?PatientID=...`` with PatientName and PatientBirthDate; one entry per distinct record.
+
+        Raises
+        ------
+        ArchiveUnreachableError
+        """
+        if not patient_id or any(c in patient_id for c in "*?\\,"):
+            return []  # QIDO-RS would read these as wildcards or a list of values
+        try:
+            with self._http("QIDO-RS patient"):
+                found = self._client.search_for_studies(
+                    search_filters={"PatientID": patient_id}, fields=["PatientName", "PatientBirthDate"]
+                )
+        except StoreFailedError as exc:
+            raise archive_error(ArchiveUnreachableError, str(exc), transient=getattr(exc, "transient", False)) from None
+        out: list[dict[str, str]] = []
+        for item in found:
+            ds = Dataset.from_json(item)
+            entry = {k: str(ds.get(k, "") or "") for k in ("PatientID", "PatientName", "PatientBirthDate")}
+            if entry["PatientID"] == patient_id and entry not in out:
+                out.append(entry)
+        return out
 
     def contains(self, sop_instance_uid: str) -> bool:
         """QIDO-RS ``/instances?SOPInstanceUID=...``.

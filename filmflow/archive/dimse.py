@@ -8,9 +8,17 @@ after which a compressed file finds no accepted context.
 
 One association is reused for a whole batch and re-opened when the peer has
 closed or aborted it. A second association (opened lazily) carries C-FIND and
-C-GET for :meth:`DimseArchive.contains` / :meth:`DimseArchive.verify`; it also
+C-GET for :meth:`DimseArchive.contains` / :meth:`DimseArchive.verify` and the
+Patient Root C-FIND of :meth:`DimseArchive.find_patient`; it also
 requests the SCP role for the storage classes so C-GET sub-operations can
 arrive on it (PS3.4 C.4.3, PS3.7 D.3.3.4).
+
+Maximum PDU length: we announce :data:`MAX_PDU` (128 KiB, DCMTK's own ceiling)
+for what we receive; what we send is cut to the length the *peer* announced.
+With pynetdicom's default (16 KiB) and Orthanc's default ``MaximumPduLength``
+(16 KiB) a 2 MB film travels in ~130 PDUs, and that per-PDU overhead was the
+measured cause of C-STORE running at 0.66x dcmtk's storescu (bench/README.md).
+Raise the archive's limit too (Orthanc: ``"MaximumPduLength": 131072``).
 
 Errors
 ------
@@ -32,10 +40,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pydicom import Dataset, dcmread
-from pydicom.errors import InvalidDicomError
 from pynetdicom import AE, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     Verification,
@@ -53,11 +61,15 @@ from filmflow.archive.base import (
     archive_error,
     convert_to_plain_sc,
     pixel_sha256,
+    read_for_store,
 )
 from filmflow.config import ArchiveConfig
 from filmflow.errors import ArchiveUnreachableError, ConfigError, StoreFailedError, VerificationError
 
 log = logging.getLogger(__name__)
+
+#: Maximum PDU length we announce (bytes); 131072 is DCMTK's ASC_MAXIMUMPDUSIZE and Orthanc's upper bound.
+MAX_PDU = 131072
 
 _AET = re.compile(r"^[\x21-\x5b\x5d-\x7e ]{1,16}$")  # PS3.5 AE VR: no backslash, no control chars
 
@@ -109,6 +121,7 @@ class DimseArchive(Archive):
                 self._store_ae.add_requested_context(sop_class, ts)
         self._query_ae = self._make_ae()
         self._query_ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+        self._query_ae.add_requested_context(PatientRootQueryRetrieveInformationModelFind)
         self._query_ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
         for sop_class in self.sop_classes:
             for ts in self.transfer_syntaxes:
@@ -143,6 +156,7 @@ class DimseArchive(Archive):
         ae.dimse_timeout = t
         ae.network_timeout = t
         ae.connection_timeout = t
+        ae.maximum_pdu_size = MAX_PDU
         return ae
 
     # --- associations ----------------------------------------------------------------------
@@ -223,8 +237,11 @@ class DimseArchive(Archive):
                 self._assoc.abort()
             self._assoc = None
 
-    def store(self, dicom_file: Path) -> StoreReceipt:
+    def store(self, dicom_file: Path, *, pixel_sha256: str = "") -> StoreReceipt:
         """C-STORE one file; falls back to plain SC when the peer refuses Multi-frame Grayscale SC.
+
+        The file is streamed from disk by pynetdicom; with ``pixel_sha256``
+        (the builder's hash) only its header is parsed here.
 
         Raises
         ------
@@ -235,18 +252,14 @@ class DimseArchive(Archive):
             this object.
         """
         dicom_file = Path(dicom_file)
-        try:
-            ds = dcmread(dicom_file)
-        except (InvalidDicomError, OSError) as exc:
-            raise archive_error(StoreFailedError, f"cannot read {dicom_file.name} as DICOM: {exc}", transient=False) from None
-        digest = pixel_sha256(ds)
+        ds, digest = read_for_store(dicom_file, pixel_sha256)
         sop_class = str(ds.SOPClassUID)
         ts = str(ds.file_meta.TransferSyntaxUID)
         notes: list[str] = []
         with self._lock:
             payload: Path | Dataset = dicom_file
             if not self.accepted(sop_class) and sop_class in (MULTIFRAME_GRAYSCALE_WORD_SC, MULTIFRAME_GRAYSCALE_BYTE_SC):
-                payload = convert_to_plain_sc(ds)
+                payload = convert_to_plain_sc(dcmread(dicom_file))
                 sop_class = str(payload.SOPClassUID)
                 ts = str(payload.file_meta.TransferSyntaxUID)
                 notes.append(FALLBACK_NOTE)
@@ -306,25 +319,62 @@ class DimseArchive(Archive):
         query.SeriesInstanceUID = series_uid
         query.SOPInstanceUID = sop_uid
         query.SOPClassUID = ""
+        matches = self._c_find(query, StudyRootQueryRetrieveInformationModelFind, "instance")
+        return [m for m in matches if str(m.get("SOPInstanceUID", "")) == sop_uid]
+
+    def _c_find(self, query: Dataset, model: str, what: str) -> list[Dataset]:
+        """Send one C-FIND on the query association; the pending identifiers.
+
+        Raises
+        ------
+        ArchiveUnreachableError
+        """
         matches: list[Dataset] = []
         with self._lock:
             assoc = self._query_association()
             final = None
-            for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+            for status, identifier in assoc.send_c_find(query, model):
                 if "Status" not in status:
                     self._query_assoc = None
                     assoc.abort()
-                    raise archive_error(ArchiveUnreachableError, f"no C-FIND response from {self.url}", transient=True)
+                    raise archive_error(ArchiveUnreachableError, f"no C-FIND ({what}) response from {self.url}", transient=True)
                 final = int(status.Status)
                 if code_to_category(final) == "Pending" and identifier is not None:
                     matches.append(identifier)
         if final is None or code_to_category(final) not in ("Success", "Pending"):
             raise archive_error(
                 ArchiveUnreachableError,
-                f"C-FIND failed with status 0x{(final or 0):04X} at {self.url}; is querying allowed for our AE title?",
+                f"C-FIND ({what}) failed with status 0x{(final or 0):04X} at {self.url}; is querying allowed for our AE title?",
                 transient=False,
             )
-        return [m for m in matches if str(m.get("SOPInstanceUID", "")) == sop_uid]
+        return matches
+
+    def find_patient(self, patient_id: str) -> list[dict[str, str]]:
+        """C-FIND Patient Root, PATIENT level, on Patient ID (exact match; wildcards are escaped away).
+
+        Returns
+        -------
+        list of dict
+            ``PatientID``, ``PatientName``, ``PatientBirthDate`` of each match.
+
+        Raises
+        ------
+        ArchiveUnreachableError
+            No answer, or a failure status (e.g. querying not allowed for our AE title).
+        """
+        if not patient_id or any(c in patient_id for c in "*?\\"):
+            return []  # a wildcard would match other patients; a backslash would be a multi-value
+        query = Dataset()
+        query.QueryRetrieveLevel = "PATIENT"
+        query.PatientID = patient_id
+        query.PatientName = ""
+        query.PatientBirthDate = ""
+        rows = self._c_find(query, PatientRootQueryRetrieveInformationModelFind, "patient")
+        return [
+            {k: str(m.get(k, "") or "") for k in ("PatientID", "PatientName", "PatientBirthDate")}
+            for m in rows
+            if str(m.get("PatientID", "")) == patient_id
+        ]
 
     def contains(self, sop_instance_uid: str) -> bool:
         """C-FIND (Study Root, IMAGE level) for the SOP Instance UID.

@@ -4,6 +4,12 @@ Layout::
 
     <root>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm
     <root>/fileset/DICOMDIR + PTxxxxxx/STxxxxxx/SExxxxxx/IMxxxxxx   (optional media export)
+    <root>/.patients/<sha256 of PatientID>/<sha256 of the record>.json  (patient index)
+
+The patient index backs :meth:`FolderArchive.find_patient` without reading every
+archived file: each stored instance files its PatientID, PatientName and
+PatientBirthDate there, one file per distinct record (so concurrent writers
+never lose an entry). Files are named by hashes, never by patient data.
 
 Why a separate media-export folder for the DICOMDIR: PS3.10 File IDs are at most
 8 components of at most 8 characters from ``A-Z 0-9 _`` (PS3.10 8.2), so a
@@ -18,6 +24,7 @@ copied). It costs a second copy of every instance, which is why it is opt-in
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -26,9 +33,8 @@ import tempfile
 from pathlib import Path
 
 from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
 
-from filmflow.archive.base import Archive, StoreReceipt, archive_error, pixel_sha256
+from filmflow.archive.base import Archive, StoreReceipt, archive_error, pixel_sha256, read_for_store
 from filmflow.config import ArchiveConfig
 from filmflow.errors import ArchiveUnreachableError, StoreFailedError, VerificationError
 
@@ -36,6 +42,8 @@ log = logging.getLogger(__name__)
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 FILESET_DIR = "fileset"
+PATIENT_INDEX_DIR = ".patients"
+_PATIENT_KEYS = ("PatientID", "PatientName", "PatientBirthDate")
 
 
 def _uid_component(value: object, keyword: str) -> str:
@@ -105,8 +113,10 @@ class FolderArchive(Archive):
         """Where an instance is (or would be) filed."""
         return self.root / study_uid / series_uid / f"{sop_uid}.dcm"
 
-    def store(self, dicom_file: Path) -> StoreReceipt:
+    def store(self, dicom_file: Path, *, pixel_sha256: str = "") -> StoreReceipt:
         """Copy ``dicom_file`` into the folder atomically; idempotent per SOP Instance UID.
+
+        ``pixel_sha256``: the builder's hash (the pixels are then not decoded here).
 
         A second store of identical bytes is a no-op; different bytes under the
         same SOP Instance UID replace the file atomically (noted in the receipt).
@@ -119,10 +129,7 @@ class FolderArchive(Archive):
             The folder cannot be written (transient).
         """
         dicom_file = Path(dicom_file)
-        try:
-            ds = dcmread(dicom_file)
-        except (InvalidDicomError, OSError) as exc:
-            raise archive_error(StoreFailedError, f"cannot read {dicom_file.name} as DICOM: {exc}", transient=False) from None
+        ds, digest = read_for_store(dicom_file, pixel_sha256)
         study = _uid_component(ds.get("StudyInstanceUID"), "StudyInstanceUID")
         series = _uid_component(ds.get("SeriesInstanceUID"), "SeriesInstanceUID")
         sop = _uid_component(ds.get("SOPInstanceUID"), "SOPInstanceUID")
@@ -136,13 +143,14 @@ class FolderArchive(Archive):
                 self._atomic_copy(dicom_file, target)
         else:
             self._atomic_copy(dicom_file, target)
+        self._index_patient(ds)
         return StoreReceipt(
             sop_instance_uid=sop,
             study_instance_uid=study,
             series_instance_uid=series,
             location=str(target),
             sop_class_uid=str(ds.SOPClassUID),
-            pixel_sha256=pixel_sha256(ds),
+            pixel_sha256=digest,
             notes=tuple(notes),
             transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
         )
@@ -175,6 +183,55 @@ class FolderArchive(Archive):
                     os.unlink(tmp_name)
                 except FileNotFoundError:
                     pass
+
+    @staticmethod
+    def _hash(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+    def _index_patient(self, ds: object) -> None:
+        entry = {k: str(getattr(ds, k, "") or "") for k in _PATIENT_KEYS}
+        if not entry["PatientID"]:
+            return
+        folder = self.root / PATIENT_INDEX_DIR / self._hash(entry["PatientID"])
+        target = folder / f"{self._hash(json.dumps(entry, sort_keys=True))}.json"
+        if target.is_file():
+            return
+        tmp = folder / f".{target.stem}.tmp"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(entry, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise archive_error(
+                ArchiveUnreachableError, f"cannot write the patient index in {self.root} ({exc.strerror})",
+                transient=not isinstance(exc, PermissionError),
+            ) from None
+
+    def find_patient(self, patient_id: str) -> list[dict[str, str]]:
+        """The distinct records filed for ``patient_id`` in the patient index (see the module notes).
+
+        Instances archived before the index existed are not listed;
+        :meth:`reindex_patients` files them.
+        """
+        if not patient_id:
+            return []
+        out: list[dict[str, str]] = []
+        for path in sorted((self.root / PATIENT_INDEX_DIR / self._hash(patient_id)).glob("*.json")):
+            try:
+                entry = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                log.warning("patient index entry %s unreadable (%s); ignored", path.name, type(exc).__name__)
+                continue
+            if entry.get("PatientID") == patient_id:
+                out.append({k: str(entry.get(k, "")) for k in _PATIENT_KEYS})
+        return out
+
+    def reindex_patients(self) -> int:
+        """File every archived instance in the patient index; the number of instances read."""
+        paths = self.instance_files()
+        for path in paths:
+            self._index_patient(dcmread(path, stop_before_pixels=True, specific_tags=list(_PATIENT_KEYS)))
+        return len(paths)
 
     def _find(self, sop_instance_uid: str) -> Path | None:
         if not _UID.match(sop_instance_uid):
