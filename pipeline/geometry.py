@@ -126,19 +126,25 @@ def find_film(image: np.ndarray) -> FilmDetection:
         raise FilmNotFoundError("scan is blank (no contrast): no film on the bed; check the scanner and rescan")
 
     ring_w = max(2, min(small.shape) // 100)
-    ring = np.concatenate([small[:ring_w].ravel(), small[-ring_w:].ravel(), small[:, :ring_w].ravel(), small[:, -ring_w:].ravel()])
+    border = np.zeros(small.shape, dtype=bool)
+    border[:ring_w], border[-ring_w:], border[:, :ring_w], border[:, -ring_w:] = True, True, True, True
+    ry, rx = np.nonzero(border)
+    ring = small[ry, rx]
     # the bed is the brightest part of the border (a film may run off some sides)
-    bed = float(np.percentile(ring, 90))
     whole = _whole_image(img.shape)
-    if bed < lo + 0.6 * (hi - lo):
+    if np.percentile(ring, 90) < lo + 0.6 * (hi - lo):
         return whole  # no bright bed around the film: already cropped (or a negative)
-    near = ring[np.abs(ring - bed) < 0.1 * (bed - lo)]
-    sigma = 1.4826 * float(np.median(np.abs(near - np.median(near)))) if near.size else 0.0
-    thr = bed - max(5.0 * sigma, 0.08 * (bed - lo))
+    plane, sigma = _fit_bed_plane(rx, ry, ring, ring >= lo + 0.6 * (hi - lo))
+    yy, xx = np.mgrid[0 : small.shape[0], 0 : small.shape[1]]
+    bed_map = plane[0] + plane[1] * xx + plane[2] * yy  # uneven illumination of the bed
+    bed = float(np.median(bed_map[border]))
+    margin = max(5.0 * sigma, 0.08 * (bed - lo))
+    below = small - bed_map  # negative where darker than the bed
 
-    if np.mean(ring >= thr) < 0.02:
+    if np.mean(below[border] >= -margin) < 0.02:
         return whole  # (almost) no bed visible on the border
-    mask = (small < thr).astype(np.uint8)
+    mask = (below < -margin).astype(np.uint8)
+    thr = bed - margin
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
     mask = ndi.binary_fill_holes(mask).astype(np.uint8)
@@ -314,6 +320,23 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     if img.ndim != 2 or img.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"expected a 2-D uint8 or uint16 image, got {img.dtype} of shape {img.shape}")
     return img
+
+
+def _fit_bed_plane(x: np.ndarray, y: np.ndarray, v: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares plane ``v = a + b x + c y`` through the bed pixels of the
+    border, trimming outliers (film, dust) at 3 MAD; returns (a, b, c) and the
+    robust residual sigma."""
+    a = np.column_stack([np.ones_like(x, dtype=np.float64), x, y])
+    coef = np.array([float(np.median(v[keep])), 0.0, 0.0])
+    for _ in range(4):
+        coef, *_ = np.linalg.lstsq(a[keep], v[keep], rcond=None)
+        r = v - a @ coef
+        sigma = 1.4826 * float(np.median(np.abs(r[keep] - np.median(r[keep]))))
+        new = keep & (np.abs(r) <= max(3.0 * sigma, 1e-6))
+        if new.sum() < 10 or np.array_equal(new, keep):
+            break
+        keep = new
+    return coef, sigma
 
 
 def _whole_image(shape: tuple[int, int]) -> FilmDetection:

@@ -212,3 +212,14 @@ def test_polarity_detect_and_invert(radiograph):
 def test_property_random_angle(radiograph, angle, seed, bits, noise):
     scan, truth = small_film(radiograph, angle, seed=seed, bits=bits, noise=noise)
     assert abs(estimate_skew(scan) - angle) <= 0.2
+
+
+@pytest.mark.parametrize("seed", [13, 19])
+def test_uneven_bed_and_wavy_edges(radiograph, seed):
+    """Regression: an 8 % illumination ramp across the bed used to merge the dim bed side
+    into the film mask (eval films 13/19/37/41/81: quad IoU 0.55-0.77)."""
+    scan, truth = small_film(radiograph, -9.0, seed=seed, bed_gradient=0.08, edge_wobble_px=1.5)
+    det = find_film(scan)
+    assert not det.touches_bed_edge and det.sides_measured == 4
+    assert det.skew_deg == pytest.approx(-9.0, abs=0.1)
+    assert poly_iou(det.quad, truth["film_quad"], scan.shape) >= 0.99
