@@ -270,7 +270,11 @@ def locate_label(film: np.ndarray, *, dpi: float) -> LabelRegion | None:
     box = (int(r0 * inv), int(c0 * inv), int(np.ceil(r1 * inv)), int(np.ceil(c1 * inv)))
     box = (max(0, box[0]), max(0, box[1]), min(film.shape[0], box[2]), min(film.shape[1], box[3]))
     g_full = f if dark_text else 1.0 - f
-    box = _refine(g_full, box, dpi)
+    for _ in range(4):  # a box short of its patch by more than the 8 mm window: grow again
+        new = _refine(g_full, box, dpi)
+        if new == box:
+            break
+        box = new
     h, w = box[2] - box[0], box[3] - box[1]
     return LabelRegion(box=box, rotation_k=1 if h > w else 0, dark_text=dark_text)
 

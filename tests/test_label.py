@@ -19,8 +19,9 @@ import pytest
 from PIL import Image
 
 from filmflow.config import OCRConfig
-from pipeline.label import estimate_skew, locate_label, read_label, read_laterality_marker
-from pipeline.types import LABEL_FIELDS
+import pipeline.label as label_mod
+from pipeline.label import _vote, estimate_skew, locate_label, prepare_label, read_label, read_laterality_marker
+from pipeline.types import LABEL_FIELDS, FieldValue
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -85,6 +86,47 @@ def test_golden_uint16_and_tilted_label():
     assert film.dtype == np.uint16
     r = read_label(film, dpi=150, config=OCRConfig())
     assert {kw: r.value(kw) for kw in LABEL_FIELDS if r.value(kw)} == TRUTH
+
+
+def test_tilted_label_crop_has_clean_margins():
+    """Regression: the deskew rotation of a float64 crop filled its borders with dark garbage
+    (OpenCV 5 warpAffine, BORDER_REPLICATE), read as a first line of text."""
+    film, _ = make_film(150, "tr", 0, "us", TRUTH, source="19073f37.jpg", tilt=1.5)
+    img = prepare_label(film, locate_label(film, dpi=150))
+    assert img.dtype == np.uint8
+    top = label_mod.TARGET_CAP_PX + 5  # the white pad plus a few rows of the patch margin
+    assert (img[:top] < 128).sum() == 0 and (img[-top:] < 128).sum() == 0
+
+
+def test_vote_confidence_is_honest():
+    fv = lambda v, c: FieldValue(v, c, v)  # noqa: E731
+    unanimous = _vote([fv("00123456", 80), fv("00123456", 90), fv("00123456", 70)])
+    assert unanimous.value == "00123456" and unanimous.confidence == 80
+    # four of five agree: kept, confidence scaled by the agreement
+    strong = _vote([fv("00123456", 90)] * 4 + [fv("60123456", 95)])
+    assert strong.value == "00123456" and strong.confidence == pytest.approx(72)
+    # split votes, or readings that failed, push the field under the QC threshold (50)
+    split = _vote([fv("60123456", 93), fv("60123456", 90), fv("00123456", 60), None, fv("00123456", 70)])
+    assert split.confidence < 50
+    assert _vote([None, None]) is None
+
+
+@pytest.mark.parametrize("k, calls", [(0, 2), (2, 3)])
+def test_upside_down_retry_only_when_needed(monkeypatch, k, calls):
+    """A plausible first reading is not read again upside down: one Tesseract run for the label,
+    one for the re-read words; a label pasted upside down needs the 180 degree run too."""
+    film, _ = make_film(150, "tl", k, "iso")
+    n = []
+    real = label_mod.ocr_boxes
+
+    def counting(*a, **kw):
+        n.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(label_mod, "ocr_boxes", counting)
+    r = read_label(film, dpi=150, config=OCRConfig())
+    assert {kw: r.value(kw) for kw in LABEL_FIELDS if r.value(kw)} == TRUTH
+    assert len(n) == calls
 
 
 def test_no_label():

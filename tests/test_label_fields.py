@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from filmflow.config import OCRConfig
-from pipeline.label_fields import fix_digits, parse_date, parse_label, parse_person_name
+from pipeline.label_fields import fix_digits, parse_date, parse_label, parse_person_name, value_spans
 from pipeline.types import OcrLine, OcrWord
 
 
@@ -187,3 +187,19 @@ def test_key_misreads_of_imprinter_fonts(line, kw, value):
 def test_key_misread_needs_punctuation():
     words = tuple(OcrWord(t, 80.0) for t in "TO 00123456".split())
     assert "PatientID" not in parse_label([OcrLine(words)], config=OCRConfig())
+
+
+def test_value_spans_index_the_original_words():
+    lines = [line("ST. ELSEWHERE GENERAL HOSPITAL"), line("NAME: DOE, JANE"),
+             line("ID:00123456 DOB: 02 - APR - 2019 SEX: F"), line("DATE: NWOV ACC: A1234567")]
+    spans = value_spans(lines, config=OCRConfig())
+    assert spans["PatientID"] == (2, 0, 1)  # glued to its key: the same word
+    assert spans["PatientBirthDate"] == (2, 2, 7)  # three words, the lone dashes between them too
+    assert spans["PatientSex"] == (2, 8, 9)
+    assert spans["StudyDate"] == (3, 1, 2)  # found though its value does not parse
+    assert spans["AccessionNumber"] == (3, 3, 4)
+    assert "StudyDate" not in parse_label(lines, config=OCRConfig())
+
+
+def test_value_spans_key_without_value():
+    assert "PatientID" not in value_spans([line("ID: DOB: 1956-03-14")], config=OCRConfig())

@@ -13,7 +13,7 @@ import pytest
 from filmflow.config import OCRConfig
 from filmflow.errors import OCRError, ToolMissingError
 from filmflow.synth import render_label
-from pipeline.ocr import ocr_lines, tesseract_version
+from pipeline.ocr import ocr_boxes, ocr_lines, tesseract_version
 
 FIELDS = {"PatientName": "DOE^JANE", "PatientID": "00123456", "PatientBirthDate": "19560314", "StudyDate": "20190402"}
 
@@ -55,3 +55,16 @@ def test_timeout_is_ocr_error():
 def test_rejects_non_u8_gray(img):
     with pytest.raises(ValueError):
         ocr_lines(img, config=OCRConfig())
+
+
+def test_boxes_locate_the_words():
+    img = label_u8()
+    boxed = ocr_boxes(img, config=OCRConfig(), whitelist="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:,/-")
+    assert [" ".join(b.word.text for b in ln) for ln in boxed] == [
+        ln.text for ln in ocr_lines(img, config=OCRConfig(), whitelist="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:,/-")]
+    word = next(b for ln in boxed for b in ln if b.word.text == "00123456")
+    r0, c0, r1, c1 = word.box
+    assert 0 <= r0 < r1 <= img.shape[0] and 0 <= c0 < c1 <= img.shape[1]
+    # the box holds the ink of the word: dark pixels inside, about a capital high
+    assert (img[r0:r1, c0:c1] < 128).mean() > 0.1
+    assert 20 <= r1 - r0 <= 40
