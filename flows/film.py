@@ -249,11 +249,27 @@ def _process(
         record["dciodvfy"] = [f"{f.level}: {f.message}" for f in dfind]
         findings += checks.check_dicom(dfind)
 
+    if settings.dicom.keep_original and worst(findings) == "pass":
+        with timer("dicom_original"):
+            record["extra_staged"] = [_stage_original(scan, header, film_uids, settings, staging_dir, geom.skew_deg, laterality)]
+
     record.update(_qc_fields(findings), timings=timer.times)
     if worst(findings) != "pass":
         staged.unlink(missing_ok=True)
         return held(record, findings)
     return FilmOutcome("processed", record, staged_path=str(staged), qc=findings)
+
+
+def _stage_original(scan: Any, header: dict[str, str], film_uids: uids.FilmUIDs, settings: Settings, staging_dir: Path,
+                    skew_deg: float, laterality: str) -> dict[str, str]:
+    """Stage the untouched scan as its own instance (``dicom.keep_original``); its entry in ``record['extra_staged']``."""
+    ds = dicom_film.build_original_dataset(
+        scan.pixels, bits_stored=scan.bits_stored, pixel_spacing_mm=scan.pixel_spacing_mm, header=header,
+        uids=film_uids, config=settings.dicom, skew_deg=skew_deg, laterality=laterality)
+    path = staging_dir / f"{film_uids.original_sop_instance_uid}.dcm"
+    dicom_film.write_dataset(ds, path, transfer_syntax=settings.dicom.transfer_syntax)
+    return {"kind": "original", "path": str(path), "sop_instance_uid": film_uids.original_sop_instance_uid,
+            "series_instance_uid": str(ds.SeriesInstanceUID), "pixel_sha256": dicom_film.pixel_sha256(ds)}
 
 
 def _settled(finding: QCResult) -> QCResult:

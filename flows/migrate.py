@@ -72,7 +72,9 @@ def _near_duplicate_in_batch(outcome: FilmOutcome, key: str, seen: dict[str, str
     found = checks.check_near_duplicate(phash, others, settings.qc.max_phash_distance)
     if not found:
         return outcome
-    Path(outcome.staged_path).unlink(missing_ok=True)
+    for path in [outcome.staged_path, *(e.get("path", "") for e in outcome.record.get("extra_staged") or [])]:
+        if path:
+            Path(path).unlink(missing_ok=True)
     outcome.record["near_duplicate_of"] = [k for k, _ in near_matches(phash, others, settings.qc.max_phash_distance)]
     return held(outcome.record, [*outcome.qc, *found])
 

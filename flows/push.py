@@ -5,6 +5,14 @@ Shared by ``migrate-batch`` and ``release-approved``. A film becomes
 failure (archive unreachable after the task's retries) leaves the film in its
 pending state for the next run and stops further pushes in this run; a
 permanent failure (a failure status for this instance) fails the film only.
+
+Before the first store, the archive is asked for its own record of the patient
+(``Archive.find_patient``); a different PatientName or PatientBirthDate there
+holds the film for review (``archive_identity_conflict``, the archive's record
+is the hospital's truth) and removes its staged files, unless a reviewer
+already decided on the film. A film may have extra staged instances
+(``record['extra_staged']``, e.g. the original scan of ``dicom.keep_original``):
+it becomes ``archived`` only when every one of its instances is confirmed.
 """
 
 from __future__ import annotations
@@ -17,10 +25,11 @@ from prefect.cache_policies import NO_CACHE
 
 from filmflow.archive import Archive, StoreReceipt
 from filmflow.config import ArchiveConfig
-from filmflow.archive.base import is_transient
+from filmflow.archive.base import identity_conflicts, is_transient
 from filmflow.errors import ArchiveError
 from filmflow.ledger import PENDING_PUSH, Ledger
 from flows.film import film_tag
+from qc import checks
 
 
 def _retry_transient(task_: Any, task_run: Any, state: Any) -> bool:
@@ -33,9 +42,17 @@ def _retry_transient(task_: Any, task_run: Any, state: Any) -> bool:
 
 @task(name="push-film", task_run_name="push-{tag}", cache_policy=NO_CACHE, persist_result=False,
       retry_condition_fn=_retry_transient)
-def push_film_task(tag: str, archive: Archive, staged_path: str) -> StoreReceipt:
-    """Store one staged instance (idempotent per SOP Instance UID)."""
-    return archive.store(Path(staged_path))
+def push_film_task(tag: str, archive: Archive, staged_path: str, pixel_hash: str = "") -> StoreReceipt:
+    """Store one staged instance (idempotent per SOP Instance UID); ``pixel_hash``: the builder's pixel SHA-256."""
+    return archive.store(Path(staged_path), pixel_sha256=pixel_hash)
+
+
+@task(name="archive-identity", task_run_name="identity-{tag}", cache_policy=NO_CACHE, persist_result=False,
+      retry_condition_fn=_retry_transient)
+def archive_identity_task(tag: str, archive: Archive, header: dict[str, str]) -> tuple[list[str], list[dict[str, str]]]:
+    """The keywords on which the archive's record of the patient differs, and that record."""
+    matches = archive.find_patient(header.get("PatientID", ""))
+    return identity_conflicts(header, matches), matches
 
 
 @task(name="verify-film", task_run_name="verify-{tag}", cache_policy=NO_CACHE, persist_result=False,
@@ -74,12 +91,24 @@ class Pusher:
             return row.state
         delays = [self.config.retry_delay_s * 2**i for i in range(self.config.retries)]
         retrying = {"retries": self.config.retries, "retry_delay_seconds": delays or 0}
+        record = dict(row.record)
+        extras = [e for e in record.get("extra_staged") or [] if e.get("path")]
+        if any(not Path(e["path"]).is_file() for e in extras):
+            error = "staged_missing: an extra staged instance of this film is gone; the next run re-processes it"
+            self.ledger.transition(key, "failed", error=error)
+            return "failed"
+        staged = [(row.staged_path, record.get("pixel_sha256", "")), *((e["path"], e.get("pixel_sha256", "")) for e in extras)]
         try:
-            receipt = push_film_task.with_options(**retrying)(tag, self.archive, row.staged_path)
+            if row.state != "pushed" and not record.get("review"):  # a reviewer's decision settles the identity
+                conflicts, matches = archive_identity_task.with_options(**retrying)(tag, self.archive, dict(record.get("header") or {}))
+                if conflicts:
+                    return self._hold(key, record, staged, conflicts, matches)
+            receipts = [push_film_task.with_options(**retrying)(tag, self.archive, path, digest) for path, digest in staged]
             if row.state != "pushed":
                 row = self.ledger.transition(key, "pushed", expect=PENDING_PUSH)
-            verify_film_task.with_options(**retrying)(
-                tag, self.archive, receipt, verify_sample(row.sop_instance_uid, self.config.verify_fraction))
+            for receipt in receipts:
+                verify_film_task.with_options(**retrying)(
+                    tag, self.archive, receipt, verify_sample(row.sop_instance_uid, self.config.verify_fraction))
         except ArchiveError as exc:
             if is_transient(exc):
                 self.outage = exc.code
@@ -89,10 +118,25 @@ class Pusher:
             self.ledger.transition(key, "failed", error=f"{exc.code}: {exc}")
             log.warning("film %s: push failed (%s)", tag, exc.code)
             return "failed"
-        record = dict(row.record)
-        record["dicom_path"] = receipt.location
-        record["notes"] = [*record.get("notes", []), *receipt.notes]
+        record["dicom_path"] = receipts[0].location
+        if extras:
+            record["extra_archived"] = [r.location for r in receipts[1:]]
+        record["notes"] = [*record.get("notes", []), *(n for r in receipts for n in r.notes)]
         self.ledger.transition(key, "archived", expect=PENDING_PUSH, record=record, error="")
-        Path(row.staged_path).unlink(missing_ok=True)
+        for path, _ in staged:
+            Path(path).unlink(missing_ok=True)
         log.info("film %s: archived", tag)
         return "archived"
+
+    def _hold(self, key: str, record: dict[str, Any], staged: list[tuple[str, str]], conflicts: list[str],
+              matches: list[dict[str, str]]) -> str:
+        """Flag a film whose patient the archive knows under another name or birth date; drop its staged files."""
+        findings = checks.check_archive_identity(conflicts)
+        record["qc"] = [*record.get("qc", []), *(f.to_dict() for f in findings)]
+        record["qc_flags"] = ";".join(filter(None, [record.get("qc_flags", ""), *(f.code for f in findings)]))
+        record["archive_patient"] = matches  # the hospital's record, for the reviewer
+        self.ledger.transition(key, "flagged", expect=PENDING_PUSH, record=record, staged_path="", error="")
+        for path, _ in staged:
+            Path(path).unlink(missing_ok=True)
+        get_run_logger().warning("film %s: held for review (archive_identity_conflict)", film_tag(key))
+        return "flagged"

@@ -415,6 +415,72 @@ def _file_meta(ds: Dataset, transfer_syntax: UID) -> FileMetaDataset:
     return meta
 
 
+#: Series Number and Description of the original-scan instance (``DicomConfig.keep_original``).
+ORIGINAL_SERIES_NUMBER = 2
+ORIGINAL_SERIES_DESCRIPTION = "Original scan"
+
+
+def build_original_dataset(
+    scan_pixels: np.ndarray,
+    *,
+    bits_stored: int,
+    pixel_spacing_mm: float,
+    header: Mapping[str, str],
+    uids: FilmUIDs,
+    config: DicomConfig,
+    skew_deg: float | None = None,
+    laterality: str = "",
+) -> Dataset:
+    """Build the instance keeping the untouched scan, beside the film in the same study.
+
+    Parameters
+    ----------
+    scan_pixels : ndarray of shape (M, N), uint16 or uint8
+        The scan exactly as loaded (:attr:`pipeline.types.Scan.pixels`): no
+        deskew, crop, polarity change or denoise. Never rescaled or cast.
+    bits_stored, pixel_spacing_mm, header, config, laterality
+        As for :func:`build_film_dataset` (the film-specific attributes that
+        apply to the whole scan: Conversion Type DF, Nominal Scanned Pixel
+        Spacing, digitizer identity).
+    uids : FilmUIDs
+        The film's UIDs: the instance gets ``original_sop_instance_uid``, the
+        film's study, and its own series, derived from the study UID and the
+        film's series UID (``uid_root`` of ``config``).
+    skew_deg : float, optional
+        Angle in degrees, counter-clockwise positive, at which the film lies
+        in this (uncorrected) scan: Rotation of Scanned Film (0018,2030).
+
+    Returns
+    -------
+    pydicom.Dataset
+        Series "Original scan" (Series Number 2), Image Type
+        ``ORIGINAL\\SECONDARY``, no Derivation Description.
+
+    Raises
+    ------
+    DicomBuildError
+        As :func:`build_film_dataset`.
+
+    Notes
+    -----
+    A scan that was a negative stays a negative here, MONOCHROME2 as
+    scanned: the pixels are the evidence, shown as the scanner saw them.
+
+    References
+    ----------
+    DICOM PS3.3 C.7.6.1 (Image Type: ORIGINAL), C.7.3.1 (General Series).
+    """
+    series = derive_uid(config.uid_root, "original-series", uids.study_instance_uid, uids.series_instance_uid)
+    own = FilmUIDs(sop_instance_uid=uids.original_sop_instance_uid, study_instance_uid=uids.study_instance_uid,
+                   series_instance_uid=series, original_sop_instance_uid=uids.original_sop_instance_uid)
+    cfg = config.model_copy(update={"series_description": ORIGINAL_SERIES_DESCRIPTION})
+    ds = build_film_dataset(scan_pixels, bits_stored=bits_stored, pixel_spacing_mm=pixel_spacing_mm, header=header,
+                            uids=own, config=cfg, skew_deg=skew_deg, laterality=laterality,
+                            series_number=ORIGINAL_SERIES_NUMBER)
+    ds.ImageType = ["ORIGINAL", "SECONDARY"]
+    return ds
+
+
 def as_plain_sc(ds: Dataset) -> Dataset:
     """Return a copy converted to the plain Secondary Capture Image IOD.
 

@@ -96,6 +96,20 @@ def check_identity(recon: Reconciliation) -> list[QCResult]:
     return []
 
 
+def check_archive_identity(conflicts: Sequence[str]) -> list[QCResult]:
+    """The archive already holds this Patient ID under another name or birth date (issue 4).
+
+    ``conflicts``: the differing keywords, from
+    :func:`filmflow.archive.base.identity_conflicts`. The archive's record is the
+    hospital's truth, so a reviewer must decide; the reason names keywords only.
+    """
+    if conflicts:
+        fields = ", ".join(conflicts)
+        return [QCResult("archive_identity_conflict", "review", fields, None,
+                         f"the archive holds this Patient ID with a different {fields}")]
+    return []
+
+
 def check_duplicate(duplicate_of: Sequence[str]) -> list[QCResult]:
     """The same scan (SHA-256) was already submitted under another path."""
     if duplicate_of:

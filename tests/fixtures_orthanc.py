@@ -13,10 +13,23 @@ orthanc_empty (function)
     The same server with every patient deleted first.
 film_files (function)
     A factory: ``film_files(n, transfer_syntax=...)`` -> list of Paths.
+clean_batch (session)
+    :func:`make_clean_batch`: a folder of labelled film scans + manifest.csv
+    for CLI runs (batch tests, keep_original, DICOMDIR).
+
+Provenance of :func:`make_clean_batch`: radiographs from
+``/work/shared/data/radiographs`` (Hannover Medical School COVID-19 image
+repository, CC BY 3.0, see that folder's SOURCES.md), rendered as film scans by
+``filmflow.synth.make_film_scan`` with a fixed seed, no skew, no dust, at
+200 DPI so the label's cap height is ~20 px; the patient data is invented.
+Label OCR is still being tuned, so tests assert on the films that are archived
+(and require at least one).
 """
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +38,17 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from orthanc_server import OrthancServer, orthanc_available
+
+RADIOGRAPHS = Path(__file__).resolve().parents[2] / "shared" / "data" / "radiographs"
+#: Invented patients of :func:`make_clean_batch`.
+CLEAN_PATIENTS = (
+    {"PatientName": "HOLLOWAY^PRUDENCE", "PatientID": "40817263", "PatientBirthDate": "19580412",
+     "StudyDate": "20020918", "AccessionNumber": "RB4471902", "PatientSex": "F"},
+    {"PatientName": "MCALLISTER^DESMOND", "PatientID": "39271548", "PatientBirthDate": "19630705",
+     "StudyDate": "19981103", "AccessionNumber": "RB3306518", "PatientSex": "M"},
+    {"PatientName": "VANTERPOOL^AUGUSTA", "PatientID": "51164837", "PatientBirthDate": "19490129",
+     "StudyDate": "20040226", "AccessionNumber": "RB9925074", "PatientSex": "F"},
+)
 
 MF_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"
 MF_BYTE_SC = "1.2.840.10008.5.1.4.1.1.7.2"
@@ -103,6 +127,42 @@ def make_film_file(
     path = Path(folder) / f"{ds.SOPInstanceUID}.dcm"
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def make_clean_batch(folder: Path, n: int = 3, seed: int = 11, dpi: float = 200.0) -> list[dict[str, str]]:
+    """Write ``n`` labelled 16-bit TIFF scans, JSON sidecars and ``manifest.csv``; return the truth rows."""
+    import tifffile
+    from PIL import Image
+
+    from filmflow.synth import make_film_scan
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sources = ("00870a9c.jpg", "19073f37.jpg", "21982772.jpg")
+    truth = []
+    for i in range(n):
+        fields = dict(CLEAN_PATIENTS[i % len(CLEAN_PATIENTS)], InstitutionName="COUNTY MEDICAL CENTER")
+        img = np.asarray(Image.open(RADIOGRAPHS / sources[i % len(sources)]).convert("L"), dtype=np.float32) / 255.0
+        scan, _ = make_film_scan(img, fields, rng=rng, skew_deg=0.0, dpi=dpi, film_size_in=(7.0, 8.5), bits=16,
+                                 bits_stored=12, noise=0.005, dust=False, margin_in=0.3)
+        name = f"clean{i + 1:02d}.tif"
+        tifffile.imwrite(folder / name, scan, resolution=(dpi, dpi), resolutionunit="INCH")
+        (folder / f"clean{i + 1:02d}.json").write_text(json.dumps(fields, indent=1))
+        truth.append({"scan_file": name, "dpi": str(dpi), **fields})
+    with open(folder / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["scan_file", "patient_id", "patient_name", "birth_date", "study_date", "accession_number"])
+        for t in truth:
+            w.writerow([t["scan_file"], t["PatientID"], t["PatientName"], t["PatientBirthDate"], t["StudyDate"],
+                        t["AccessionNumber"]])
+    return truth
+
+
+@pytest.fixture(scope="session")
+def clean_batch(tmp_path_factory):
+    """(folder with 2 clean labelled scans + manifest.csv, their truth rows)."""
+    folder = tmp_path_factory.mktemp("clean") / "clean-batch"
+    return folder, make_clean_batch(folder, n=2)
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,37 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+#: Placeholders for the STUDY *directory record* only (PS3.3 F.5: Study Date and Time are Type 1
+#: there, Type 2 in the film): the instance files keep their empty, i.e. unknown, values.
+UNKNOWN_STUDY_DATE, UNKNOWN_STUDY_TIME = "19000101", "000000"
+
+
+def _fileset_leaf(header: object) -> object:
+    """PATIENT -> STUDY -> SERIES -> IMAGE directory records for one instance (pydicom's own
+    record definitions), with :data:`UNKNOWN_STUDY_DATE`/``TIME`` in the STUDY record when the
+    instance leaves them empty (a film whose exam date or time is unknown)."""
+    import copy
+
+    from pydicom.fileset import DIRECTORY_RECORDERS, RecordNode
+
+    for_study = copy.copy(header)
+    if not str(getattr(for_study, "StudyDate", "") or ""):
+        for_study.StudyDate = UNKNOWN_STUDY_DATE
+    if not str(getattr(for_study, "StudyTime", "") or ""):
+        for_study.StudyTime = UNKNOWN_STUDY_TIME
+    node = None
+    for record_type, source in (("PATIENT", header), ("STUDY", for_study), ("SERIES", header), ("IMAGE", header)):
+        record = DIRECTORY_RECORDERS[record_type](source)
+        record.DirectoryRecordType = record_type
+        if record_type == "IMAGE":
+            record.ReferencedSOPInstanceUIDInFile = header.SOPInstanceUID  # the leaf's key
+        child = RecordNode(record)
+        if node is not None:
+            child.parent = node
+        node = child
+    return node
+
+
 class FolderArchive(Archive):
     """Archive to a local or mounted folder.
 
@@ -313,7 +344,7 @@ class FolderArchive(Archive):
             if path.stem in have:
                 continue
             try:
-                fs.add(path)
+                fs.add_custom(path, _fileset_leaf(dcmread(path, stop_before_pixels=True)))
             except ValueError as exc:
                 raise archive_error(StoreFailedError, f"cannot add {path.name} to the DICOMDIR: {exc}", transient=False) from None
             added += 1
