@@ -95,3 +95,34 @@ def test_store_with_known_hash_skips_decoding(tmp_path, monkeypatch):
     wrong = archive.store(path, pixel_sha256="0" * 64)
     with pytest.raises(VerificationError):
         archive.verify(wrong)
+
+
+def test_find_patient_falls_back_to_study_root(tmp_path):
+    """A peer with Study Root C-FIND only (no Patient Root) is asked at STUDY level."""
+    from pydicom import Dataset
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification  # type: ignore[attr-defined]
+
+    from orthanc_server import free_port
+
+    levels = []
+
+    def on_find(event):
+        levels.append(event.identifier.QueryRetrieveLevel)
+        ident = Dataset()
+        ident.QueryRetrieveLevel = "STUDY"
+        ident.PatientID, ident.PatientName, ident.PatientBirthDate = "PID-S", "STUDY^ROOT", "19700101"
+        ident.StudyInstanceUID = "1.2.3"
+        yield 0xFF00, ident
+
+    ae = AE(ae_title="PEER")
+    ae.add_supported_context(Verification)
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    try:
+        with DimseArchive("PEER", "127.0.0.1", port, CONFIG) as archive:
+            assert archive.find_patient("PID-S") == [{"PatientID": "PID-S", "PatientName": "STUDY^ROOT", "PatientBirthDate": "19700101"}]
+    finally:
+        server.shutdown()
+    assert levels == ["STUDY"]

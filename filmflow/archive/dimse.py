@@ -350,7 +350,10 @@ class DimseArchive(Archive):
         return matches
 
     def find_patient(self, patient_id: str) -> list[dict[str, str]]:
-        """C-FIND Patient Root, PATIENT level, on Patient ID (exact match; wildcards are escaped away).
+        """C-FIND Patient Root, PATIENT level, on Patient ID (exact match; an ID holding wildcards is not asked).
+
+        A peer that accepts only Study Root C-FIND is asked at STUDY level
+        instead (the patient attributes are return keys there too).
 
         Returns
         -------
@@ -364,17 +367,31 @@ class DimseArchive(Archive):
         """
         if not patient_id or any(c in patient_id for c in "*?\\"):
             return []  # a wildcard would match other patients; a backslash would be a multi-value
+        with self._lock:
+            accepted = {cx.abstract_syntax for cx in self._query_association().accepted_contexts}
+        if PatientRootQueryRetrieveInformationModelFind in accepted:
+            model, level = PatientRootQueryRetrieveInformationModelFind, "PATIENT"
+        elif StudyRootQueryRetrieveInformationModelFind in accepted:
+            model, level = StudyRootQueryRetrieveInformationModelFind, "STUDY"
+        else:
+            raise archive_error(
+                ArchiveUnreachableError,
+                f"{self.url} accepts no C-FIND (Patient or Study Root); allow queries for our AE title",
+                transient=False,
+            )
         query = Dataset()
-        query.QueryRetrieveLevel = "PATIENT"
+        query.QueryRetrieveLevel = level
         query.PatientID = patient_id
         query.PatientName = ""
         query.PatientBirthDate = ""
-        rows = self._c_find(query, PatientRootQueryRetrieveInformationModelFind, "patient")
-        return [
-            {k: str(m.get(k, "") or "") for k in ("PatientID", "PatientName", "PatientBirthDate")}
-            for m in rows
-            if str(m.get("PatientID", "")) == patient_id
-        ]
+        if level == "STUDY":
+            query.StudyInstanceUID = ""
+        out: list[dict[str, str]] = []
+        for m in self._c_find(query, model, "patient"):
+            entry = {k: str(m.get(k, "") or "") for k in ("PatientID", "PatientName", "PatientBirthDate")}
+            if entry["PatientID"] == patient_id and entry not in out:
+                out.append(entry)
+        return out
 
     def contains(self, sop_instance_uid: str) -> bool:
         """C-FIND (Study Root, IMAGE level) for the SOP Instance UID.
