@@ -21,8 +21,9 @@ the same process, one film at a time, ``OMP_THREAD_LIMIT=1``. Reported:
 * ``flagged``: films sent to review by :func:`qc.checks.check_label` +
   :func:`qc.checks.check_identity` with default thresholds (every film here is a
   good film whose true identity is in the manifest);
-* time per label (median and 90th percentile, seconds, wall clock, this
-  process plus its Tesseract runs).
+* time per label (median and 90th percentile, seconds): wall clock, and CPU
+  time of this process plus its Tesseract runs (one core each; the CPU figure
+  does not grow when other work shares the machine).
 
 Usage::
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -79,9 +81,9 @@ def evaluate(films: list[tuple], rows: list[ManifestRow], reader, ocr: OCRConfig
     mcfg, qcfg = ManifestConfig(), QCConfig()
     out = []
     for film, truth, p, _ in films:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         r = reader(film, ocr)
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, _cpu() - c0
         rec = reconcile(r, rows, scan_file="", config=mcfg)
         flags = [q for q in (*check_label(r, config=qcfg), *check_identity(rec)) if q.severity in ("review", "fail")]
         read_id = r.value("PatientID")
@@ -93,9 +95,15 @@ def evaluate(films: list[tuple], rows: list[ManifestRow], reader, ocr: OCRConfig
             "wrong_pt": bool(wrong_pt),
             "flagged": bool(flags),
             "id_wrong_unflagged": bool(read_id and read_id != truth["PatientID"] and not flags),
-            "time": dt, "font": p.font, "dpi": p.dpi,
+            "time": dt, "cpu": cpu, "font": p.font, "dpi": p.dpi,
         })
     return out
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the Tesseract runs)."""
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
 
 
 def row(name: str, res: list[dict]) -> str:
@@ -111,6 +119,8 @@ def row(name: str, res: list[dict]) -> str:
     cells.append(f"{100 * np.mean([r['flagged'] for r in res]):.1f}")
     t = np.array([r["time"] for r in res])
     cells.append(f"{np.median(t):.2f} / {np.percentile(t, 90):.2f}")
+    c = np.array([r["cpu"] for r in res])
+    cells.append(f"{np.median(c):.2f} / {np.percentile(c, 90):.2f}")
     return "| " + " | ".join(cells) + " |"
 
 
@@ -150,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     res_main = evaluate(main_set, rows, pipeline_reader, ocr)
     res_low = evaluate(low_set, rows, pipeline_reader, ocr)
     head = ["set", "n", *(SHORT[k] for k in FIELDS), "all", "wrong-pt", "ID wrong unflagged", "flagged %",
-            "s/label med / p90"]
+            "wall s/label med / p90", "CPU s/label med / p90"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out.append(row("pipeline, 150-300 dpi", res_main))
     for font in ("mono", "sans", "mono_regular"):

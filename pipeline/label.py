@@ -422,14 +422,15 @@ REREAD_FIELDS = ("PatientID", "PatientBirthDate", "StudyDate", "AccessionNumber"
 #: Variants of each token crop read again: (capital height px, Gaussian blur sigma in
 #: capital-height units). A light blur merges the dot of a dotted zero (DejaVu Sans Mono)
 #: into its ring, which Tesseract then reads as 0 rather than 6 or 8.
-REREAD_VARIANTS = ((30, 1.0 / 30), (36, 1.0 / 30), (44, 1.0 / 30), (36, 0.0))
+REREAD_VARIANTS = ((30, 1.0 / 30), (40, 1.0 / 30))
 #: Fields that settle the orientation: a reading with this many keyed fields at or above
 #: :data:`_PLAUSIBLE_CONF` is not tried upside down.
 _PLAUSIBLE_FIELDS = 3
 _PLAUSIBLE_CONF = 60.0
-#: Confidence ceiling of a field whose readings disagree beyond a strong majority
+#: Confidence ceiling of a field whose readings agree less than :data:`_MAJORITY`
 #: (below the default QC threshold of 50: the film goes to review).
 _SPLIT_VOTE_CONF = 40.0
+_MAJORITY = 0.6
 
 
 def _plausible(fields: dict[str, FieldValue]) -> bool:
@@ -464,7 +465,7 @@ def _token_sheet(img: np.ndarray, boxes: list[tuple[int, int, int, int]]):
 def _vote(readings: list[FieldValue | None]) -> FieldValue | None:
     """The value most readings agree on (ties: higher summed confidence). Confidence: the
     median of the agreeing readings', scaled by the fraction agreeing (a failed reading
-    counts against); at most :data:`_SPLIT_VOTE_CONF` unless three quarters agree."""
+    counts against); at most :data:`_SPLIT_VOTE_CONF` unless :data:`_MAJORITY` agree."""
     tally: dict[str, list[FieldValue]] = {}
     for fv in readings:
         if fv is not None:
@@ -474,7 +475,7 @@ def _vote(readings: list[FieldValue | None]) -> FieldValue | None:
     value, votes = max(tally.items(), key=lambda kv: (len(kv[1]), sum(f.confidence for f in kv[1])))
     frac = len(votes) / len(readings)
     conf = float(np.median([f.confidence for f in votes])) * frac
-    if frac < 0.75:
+    if frac < _MAJORITY:
         conf = min(conf, _SPLIT_VOTE_CONF)
     raw = votes[0].raw
     return FieldValue(value, round(conf, 1), raw)
