@@ -427,10 +427,9 @@ REREAD_VARIANTS = ((30, 1.0 / 30), (40, 1.0 / 30))
 #: :data:`_PLAUSIBLE_CONF` is not tried upside down.
 _PLAUSIBLE_FIELDS = 3
 _PLAUSIBLE_CONF = 60.0
-#: Confidence ceiling of a field whose readings agree less than :data:`_MAJORITY`
+#: Confidence ceiling of a field whose re-readings do not all agree with the vote
 #: (below the default QC threshold of 50: the film goes to review).
 _SPLIT_VOTE_CONF = 40.0
-_MAJORITY = 0.6
 
 
 def _plausible(fields: dict[str, FieldValue]) -> bool:
@@ -462,10 +461,17 @@ def _token_sheet(img: np.ndarray, boxes: list[tuple[int, int, int, int]]):
     return sheet, rows
 
 
-def _vote(readings: list[FieldValue | None]) -> FieldValue | None:
-    """The value most readings agree on (ties: higher summed confidence). Confidence: the
-    median of the agreeing readings', scaled by the fraction agreeing (a failed reading
-    counts against); at most :data:`_SPLIT_VOTE_CONF` unless :data:`_MAJORITY` agree."""
+def _vote(first: FieldValue | None, rereads: Sequence[FieldValue | None]) -> FieldValue | None:
+    """Settle a field from its first reading and its re-readings.
+
+    The value most readings agree on wins (ties: higher summed confidence). Its confidence is
+    the median of the agreeing readings' confidences scaled by the fraction agreeing (a
+    failed reading counts against), and at most :data:`_SPLIT_VOTE_CONF` -- under the QC
+    threshold -- unless every re-reading gave that value: the re-readings are the better
+    readers of dotted zeros, so the first reading alone may be outvoted, but any doubt among
+    them sends the film to review instead of guessing.
+    """
+    readings = [first, *rereads]
     tally: dict[str, list[FieldValue]] = {}
     for fv in readings:
         if fv is not None:
@@ -473,12 +479,10 @@ def _vote(readings: list[FieldValue | None]) -> FieldValue | None:
     if not tally:
         return None
     value, votes = max(tally.items(), key=lambda kv: (len(kv[1]), sum(f.confidence for f in kv[1])))
-    frac = len(votes) / len(readings)
-    conf = float(np.median([f.confidence for f in votes])) * frac
-    if frac < _MAJORITY:
+    conf = float(np.median([f.confidence for f in votes])) * len(votes) / len(readings)
+    if not all(r is not None and r.value == value for r in rereads):
         conf = min(conf, _SPLIT_VOTE_CONF)
-    raw = votes[0].raw
-    return FieldValue(value, round(conf, 1), raw)
+    return FieldValue(value, round(conf, 1), votes[0].raw)
 
 
 def reread_tokens(
@@ -535,13 +539,13 @@ def reread_tokens(
     out = dict(fields)
     for t, kw in enumerate(todo):
         key = OcrWord(KEYS[kw][0] + ":", 100.0)
-        readings: list[FieldValue | None] = [fields.get(kw)]
+        readings: list[FieldValue | None] = []
         for i, (tt, _, _) in enumerate(rows):
             if tt != t:
                 continue
             words = tuple(w for _, w in sorted(got.get(i, []), key=lambda e: e[0]))
             readings.append(parse_label([OcrLine((key, *words))], config=config).get(kw) if words else None)
-        fv = _vote(readings)
+        fv = _vote(fields.get(kw), readings)
         if fv is None:
             out.pop(kw, None)
         else:

@@ -100,15 +100,15 @@ def test_tilted_label_crop_has_clean_margins():
 
 def test_vote_confidence_is_honest():
     fv = lambda v, c: FieldValue(v, c, v)  # noqa: E731
-    unanimous = _vote([fv("00123456", 80), fv("00123456", 90), fv("00123456", 70)])
+    unanimous = _vote(fv("00123456", 80), [fv("00123456", 90), fv("00123456", 70)])
     assert unanimous.value == "00123456" and unanimous.confidence == 80
-    # four of five agree: kept, confidence scaled by the agreement
-    strong = _vote([fv("00123456", 90)] * 4 + [fv("60123456", 95)])
-    assert strong.value == "00123456" and strong.confidence == pytest.approx(72)
-    # split votes, or readings that failed, push the field under the QC threshold (50)
-    split = _vote([fv("60123456", 93), fv("60123456", 90), fv("00123456", 60), None, fv("00123456", 70)])
-    assert split.confidence < 50
-    assert _vote([None, None]) is None
+    # the re-readings agree and outvote the first reading: kept, confidence scaled by 2/3
+    fixed = _vote(fv("60123456", 93), [fv("00123456", 90), fv("00123456", 84)])
+    assert fixed.value == "00123456" and fixed.confidence == pytest.approx(58)
+    # any re-reading that disagrees (or failed) pushes the field under the QC threshold (50)
+    assert _vote(fv("60123456", 93), [fv("60123456", 90), fv("00123456", 95)]).confidence < 50
+    assert _vote(fv("00123456", 93), [fv("00123456", 90), None]).confidence < 50
+    assert _vote(None, [None, None]) is None
 
 
 @pytest.mark.parametrize("k, calls", [(0, 2), (2, 3)])
