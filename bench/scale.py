@@ -76,7 +76,10 @@ def run_batch(src: Path, tmp: Path, api_url: str, workers: int, tag: str) -> dic
     cmd = [sys.executable, "-m", "filmflow.cli", "migrate", str(src), "--archive", str(tmp / f"archive-{tag}"),
            "--work-dir", str(tmp / f"work-{tag}"), "--workers", str(workers)]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # output to files: a pipe nobody reads while polling fills up and blocks the run
+    out_path, err_path = tmp / f"{tag}.out", tmp / f"{tag}.err"
+    with open(out_path, "w") as out_fh, open(err_path, "w") as err_fh:
+        proc = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=out_fh, stderr=err_fh, text=True)
     ps = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
@@ -86,8 +89,9 @@ def run_batch(src: Path, tmp: Path, api_url: str, workers: int, tag: str) -> dic
         except psutil.Error:
             pass
         time.sleep(0.1)
-    out, err = proc.communicate()
+    proc.wait()
     wall = time.perf_counter() - t0
+    out, err = out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"{tag}: exit {proc.returncode}\n{err[-3000:]}")
     m = re.search(r"scans in ([0-9.]+) s", out)

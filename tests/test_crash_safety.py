@@ -8,8 +8,9 @@ seeded delay" -- several times, then re-run until it finishes. Afterwards:
   (archived / flagged / failed), and one report row;
 - every film was moved to processed/flagged at most once (the events table;
   a ``failed`` film is retried by every run by design), and archived at most once;
-- the archive holds each archived film exactly once (folder archive), with no
-  temporary files; the staging folder holds nothing;
+- the archive holds each archived film exactly once (a folder archive, with no
+  temporary files left; and a real Orthanc reached by C-STORE); the staging
+  folder holds nothing;
 - the original scans are byte-for-byte unchanged (SHA-256 before/after).
 
 A second test starts two ``filmflow migrate`` runs on the same source at once
@@ -23,6 +24,7 @@ see sample_scans/SOURCES.md). CLI runs share one Prefect server
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import random
 import shutil
@@ -58,20 +60,38 @@ def cli_env(cwd: Path, api_url: str | None = None, **extra: str) -> dict[str, st
     return env
 
 
+_RUNS = itertools.count()
+
+
 def start_cli(*args: str, cwd: Path, api_url: str | None = None, **extra: str) -> subprocess.Popen:
-    """Start ``filmflow`` in its own process group (so a kill reaches every child)."""
-    return subprocess.Popen([*FILMFLOW, *args], cwd=cwd, env=cli_env(cwd, api_url, **extra), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    """Start ``filmflow`` in its own process group (so a kill reaches every child).
+
+    Its output goes to files under ``cwd`` (a pipe nobody reads while the test
+    polls would fill up and block the run); :func:`finish` collects it.
+    """
+    n = next(_RUNS)
+    out_path, err_path = Path(cwd) / f"cli-{n}.out", Path(cwd) / f"cli-{n}.err"
+    with open(out_path, "w") as out_fh, open(err_path, "w") as err_fh:
+        proc = subprocess.Popen([*FILMFLOW, *args], cwd=cwd, env=cli_env(cwd, api_url, **extra), stdout=out_fh,
+                                stderr=err_fh, text=True, start_new_session=True)
+    proc.output_paths = (out_path, err_path)  # type: ignore[attr-defined]
+    return proc
 
 
-def run_cli(*args: str, cwd: Path, api_url: str | None = None, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
-    proc = start_cli(*args, cwd=cwd, api_url=api_url, **extra)
+def finish(proc: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Wait for ``proc`` (killing its group on timeout) and return its output."""
     try:
-        out, err = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc)
         raise
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    out_path, err_path = proc.output_paths  # type: ignore[attr-defined]
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out_path.read_text(errors="replace"),
+                                       err_path.read_text(errors="replace"))
+
+
+def run_cli(*args: str, cwd: Path, api_url: str | None = None, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
+    return finish(start_cli(*args, cwd=cwd, api_url=api_url, **extra), timeout)
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -80,7 +100,7 @@ def kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    proc.communicate(timeout=30)
+    proc.wait(timeout=30)
 
 
 def copy_samples(dest: Path, n: int) -> list[Path]:
@@ -125,8 +145,14 @@ def archive_instances(archive: Path) -> Counter:
     return Counter(str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in archive.rglob("*.dcm"))
 
 
-def assert_nothing_lost_or_duplicated(src: Path, work: Path, archive: Path, report: Path, before: dict[str, str]) -> None:
-    """The safety properties of issue 8 after a finished batch (folder archive)."""
+def orthanc_instances(orthanc) -> Counter:
+    """SOP Instance UID -> number of instances holding it in Orthanc."""
+    return Counter(i["MainDicomTags"]["SOPInstanceUID"] for i in orthanc.rest("GET", "/instances?expand"))
+
+
+def assert_nothing_lost_or_duplicated(src: Path, work: Path, archive: Path | str, report: Path, before: dict[str, str],
+                                      orthanc=None) -> None:
+    """The safety properties of issue 8 after a finished batch (folder archive, or ``orthanc``)."""
     assert tree_hashes(src) == before, "an original scan changed"
     scans = {str(p.resolve()) for p in src.rglob("*") if p.suffix.lower() in SCAN_EXTS}
     rows = ledger_rows(work)
@@ -139,10 +165,14 @@ def assert_nothing_lost_or_duplicated(src: Path, work: Path, archive: Path, repo
         assert to["processed"] + to["flagged"] <= 1, (path, to)
         assert to["archived"] <= 1, (path, to)
     archived = {r["sop_instance_uid"] for r in rows if r["state"] == "archived"}
-    held = archive_instances(archive) if archive.exists() else Counter()
+    if orthanc is not None:
+        held = orthanc_instances(orthanc)
+    else:
+        held = archive_instances(archive) if archive.exists() else Counter()
+        # temporary files (FolderArchive writes ".<name>.<random>.tmp" and renames it into place)
+        leftovers = [p for p in archive.rglob("*") if p.is_file() and (p.suffix in (".tmp", ".part") or p.name.startswith("."))]
+        assert leftovers == [], leftovers
     assert set(held) == archived and all(n == 1 for n in held.values()), held
-    leftovers = [p for p in archive.rglob("*") if p.is_file() and p.suffix != ".dcm"] if archive.exists() else []
-    assert leftovers == [], leftovers
     staged = [p for p in (work / "staging").rglob("*") if p.is_file()]
     assert staged == [], staged
     report_rows = read_report(report)
@@ -155,14 +185,17 @@ def assert_nothing_lost_or_duplicated(src: Path, work: Path, archive: Path, repo
 
 # --- tests ---------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_sigkill_at_random_points_then_resume(tmp_path, prefect_server):
+@pytest.mark.parametrize("target", ["folder", "orthanc"])
+def test_sigkill_at_random_points_then_resume(tmp_path, prefect_server, request, target):
     src = tmp_path / "scans"
     copy_samples(src, 8)
     before = tree_hashes(src)
     work, archive, report = tmp_path / "work", tmp_path / "archive", tmp_path / "report.csv"
-    args = ("migrate", str(src), "--archive", str(archive), "--work-dir", str(work), "--report", str(report),
+    orthanc = request.getfixturevalue("orthanc_empty") if target == "orthanc" else None
+    url = orthanc.dicom_url if orthanc else str(archive)
+    args = ("migrate", str(src), "--archive", url, "--work-dir", str(work), "--report", str(report),
             "--workers", "2")
-    rng = random.Random(20260801)
+    rng = random.Random(20260801 if target == "folder" else 20260802)
     kills = 0
     # a batch of 8 films records ~8 discovered + 8 processed/flagged + archived events
     for attempt in range(4):
@@ -178,18 +211,18 @@ def test_sigkill_at_random_points_then_resume(tmp_path, prefect_server):
             kills += 1
             assert tree_hashes(src) == before
         else:
-            proc.communicate()
+            finish(proc)
     assert kills >= 2, "the seeded kill points should interrupt at least two runs"
     for _ in range(3):
         done = run_cli(*args, cwd=tmp_path, api_url=prefect_server)
         assert done.returncode == 0, done.stderr[-3000:]
         if {r["state"] for r in ledger_rows(work)} <= FINAL_STATES:
             break
-    assert_nothing_lost_or_duplicated(src, work, archive, report, before)
+    assert_nothing_lost_or_duplicated(src, work, archive, report, before, orthanc)
     # a further run changes nothing
     again = run_cli(*args, cwd=tmp_path, api_url=prefect_server)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert_nothing_lost_or_duplicated(src, work, archive, report, before)
+    assert_nothing_lost_or_duplicated(src, work, archive, report, before, orthanc)
 
 
 @pytest.mark.slow
@@ -201,10 +234,9 @@ def test_two_concurrent_runs_do_not_process_a_film_twice(tmp_path, prefect_serve
     common = ("migrate", str(src), "--archive", str(archive), "--work-dir", str(work), "--workers", "1")
     a = start_cli(*common, "--report", str(tmp_path / "a.csv"), cwd=tmp_path, api_url=prefect_server)
     b = start_cli(*common, "--report", str(tmp_path / "b.csv"), cwd=tmp_path, api_url=prefect_server)
-    out_a, err_a = a.communicate(timeout=300)
-    out_b, err_b = b.communicate(timeout=300)
-    assert a.returncode == 0, err_a[-3000:]
-    assert b.returncode == 0, err_b[-3000:]
+    res_a, res_b = finish(a), finish(b)
+    assert res_a.returncode == 0, res_a.stderr[-3000:]
+    assert res_b.returncode == 0, res_b.stderr[-3000:]
     events = ledger_events(work)
     for path in {e["source_path"] for e in events}:
         to = Counter(e["to_state"] for e in events if e["source_path"] == path)

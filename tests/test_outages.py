@@ -29,7 +29,7 @@ from test_crash_safety import (
     FINAL_STATES,
     copy_samples,
     event_count,
-    kill_group,
+    finish,
     ledger_events,
     ledger_rows,
     run_cli,
@@ -79,12 +79,8 @@ def test_archive_lost_mid_batch_then_resumed(tmp_path, prefect_server):
         while proc.poll() is None and _archived_count(work) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         orthanc.stop()
-        try:
-            out, err = proc.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            raise
-        assert proc.returncode == 0, err[-3000:]
+        first = finish(proc)
+        assert first.returncode == 0, first.stderr[-3000:]
         rows = ledger_rows(work)
         states = Counter(r["state"] for r in rows)
         assert states["archived"] >= 1 and states["processed"] >= 1, states  # some archived, some pending
