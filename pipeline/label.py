@@ -13,7 +13,11 @@ Steps (each a plain function):
 2. :func:`prepare_label` -- crop, turn upright, deskew the crop itself
    (projection-profile search), rescale so capital letters are
    :data:`TARGET_CAP_PX` high, stretch contrast, pad.
-3. :func:`pipeline.ocr.ocr_lines` then :func:`pipeline.label_fields.parse_label`.
+3. :func:`pipeline.ocr.ocr_boxes` then :func:`pipeline.label_fields.parse_label`; the
+   180 degree turn is read too only when that reading is not plausible.
+4. :func:`reread_tokens` -- the words of the ID, dates and accession number are cut
+   out, rescaled and lightly blurred (a dotted zero then reads as 0, not 6 or 8), read
+   again in one Tesseract run, and voted on; doubt lowers the field's confidence.
 
 The film is never modified; crops are copies.
 """
