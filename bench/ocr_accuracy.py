@@ -65,8 +65,13 @@ SHORT = {"PatientName": "name", "PatientID": "ID", "PatientBirthDate": "DOB", "S
          "AccessionNumber": "acc", "PatientSex": "sex", "InstitutionName": "inst"}
 
 
-def baseline_read(film: np.ndarray, config: OCRConfig) -> LabelReading:
-    """Tesseract on the whole film, default settings, same parser."""
+def pipeline_read(film: np.ndarray, dpi: float, config: OCRConfig) -> LabelReading:
+    """The pipeline's label reader."""
+    return read_label(film, dpi=dpi, config=config)
+
+
+def baseline_read(film: np.ndarray, dpi: float, config: OCRConfig) -> LabelReading:
+    """Tesseract on the whole film, default settings, same parser (``dpi`` unused)."""
     u8 = film if film.dtype == np.uint8 else (film >> 8).astype(np.uint8)
     lines = ocr_lines(u8, config=config, psm=3)
     return LabelReading(fields=parse_label(lines, config=config), lines=tuple(ln.text for ln in lines))
@@ -82,7 +87,7 @@ def evaluate(films: list[tuple], rows: list[ManifestRow], reader, ocr: OCRConfig
     out = []
     for film, truth, p, _ in films:
         t0, c0 = time.perf_counter(), _cpu()
-        r = reader(film, ocr)
+        r = reader(film, p.dpi, ocr)
         dt, cpu = time.perf_counter() - t0, _cpu() - c0
         rec = reconcile(r, rows, scan_file="", config=mcfg)
         flags = [q for q in (*check_label(r, config=qcfg), *check_identity(rec)) if q.severity in ("review", "fail")]
@@ -152,13 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                         PatientBirthDate=t["PatientBirthDate"], StudyDate=t["StudyDate"],
                         AccessionNumber=t.get("AccessionNumber", ""), scan_file="")
             for i, (_, t, _, _) in enumerate(every)]
-
-    def pipeline_reader(film, cfg):
-        return read_label(film, dpi=float(film_dpi[id(film)]), config=cfg)
-
-    film_dpi = {id(f): p.dpi for f, _, p, _ in every}
-    res_main = evaluate(main_set, rows, pipeline_reader, ocr)
-    res_low = evaluate(low_set, rows, pipeline_reader, ocr)
+    res_main = evaluate(main_set, rows, pipeline_read, ocr)
+    res_low = evaluate(low_set, rows, pipeline_read, ocr)
     head = ["set", "n", *(SHORT[k] for k in FIELDS), "all", "wrong-pt", "ID wrong unflagged", "flagged %",
             "wall s/label med / p90", "CPU s/label med / p90"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
