@@ -69,16 +69,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     flow_fn = migrate_batch.with_options(task_runner=runner)
     state = flow_fn(source_dir=str(source), batch_name=batch, manifest=args.manifest, archive=args.archive,
                     report=args.report, config=args.config, return_state=True)
-    if state.is_failed():
+    summary = flow_result(state, "batch")
+    _print_summary(summary)
+    return 0
+
+
+def flow_result(state: object, what: str) -> object:
+    """The result of a finished flow run's ``state``; a failed run raises its FilmflowError as is,
+    any other exception wrapped in one that names ``what`` failed."""
+    if state.is_failed():  # type: ignore[attr-defined]
         try:
-            state.result()
+            state.result()  # type: ignore[attr-defined]
         except FilmflowError:
             raise
         except Exception as exc:
-            raise FilmflowError(f"the batch failed: {type(exc).__name__}: {exc}") from exc
-    summary = state.result()
-    _print_summary(summary)
-    return 0
+            raise FilmflowError(f"the {what} failed: {type(exc).__name__}: {exc}") from exc
+    return state.result()  # type: ignore[attr-defined]
 
 
 def _print_summary(summary: object) -> None:

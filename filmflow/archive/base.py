@@ -20,7 +20,7 @@ import abc
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Iterable, TypeVar
 from urllib.parse import urlparse
 
 from filmflow.config import ArchiveConfig
@@ -69,6 +69,16 @@ def is_transient(exc: BaseException) -> bool:
     """
     default = isinstance(exc, ArchiveUnreachableError)
     return bool(getattr(exc, "transient", default))
+
+
+def patient_entries(datasets: "Iterable[Dataset]", patient_id: str) -> list[dict[str, str]]:
+    """Distinct (PatientID, PatientName, PatientBirthDate) of query answers that match ``patient_id`` exactly."""
+    out: list[dict[str, str]] = []
+    for ds in datasets:
+        entry = {k: str(ds.get(k, "") or "") for k in ("PatientID", "PatientName", "PatientBirthDate")}
+        if entry["PatientID"] == patient_id and entry not in out:
+            out.append(entry)
+    return out
 
 
 def pixel_sha256(ds: "Dataset") -> str:

@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 import requests
 from pydicom import Dataset
 
-from filmflow.archive.base import Archive, StoreReceipt, archive_error, pixel_sha256, read_for_store
+from filmflow.archive.base import Archive, StoreReceipt, archive_error, patient_entries, pixel_sha256, read_for_store
 from filmflow.config import ArchiveConfig
 from filmflow.errors import ArchiveUnreachableError, ConfigError, StoreFailedError, VerificationError
 
@@ -198,13 +198,7 @@ class DicomWebArchive(Archive):
                 )
         except StoreFailedError as exc:
             raise archive_error(ArchiveUnreachableError, str(exc), transient=getattr(exc, "transient", False)) from None
-        out: list[dict[str, str]] = []
-        for item in found:
-            ds = Dataset.from_json(item)
-            entry = {k: str(ds.get(k, "") or "") for k in ("PatientID", "PatientName", "PatientBirthDate")}
-            if entry["PatientID"] == patient_id and entry not in out:
-                out.append(entry)
-        return out
+        return patient_entries((Dataset.from_json(item) for item in found), patient_id)
 
     def contains(self, sop_instance_uid: str) -> bool:
         """QIDO-RS ``/instances?SOPInstanceUID=...``.

@@ -59,6 +59,7 @@ from filmflow.archive.base import (
     Archive,
     StoreReceipt,
     archive_error,
+    patient_entries,
     convert_to_plain_sc,
     pixel_sha256,
     read_for_store,
@@ -386,12 +387,7 @@ class DimseArchive(Archive):
         query.PatientBirthDate = ""
         if level == "STUDY":
             query.StudyInstanceUID = ""
-        out: list[dict[str, str]] = []
-        for m in self._c_find(query, model, "patient"):
-            entry = {k: str(m.get(k, "") or "") for k in ("PatientID", "PatientName", "PatientBirthDate")}
-            if entry["PatientID"] == patient_id and entry not in out:
-                out.append(entry)
-        return out
+        return patient_entries(self._c_find(query, model, "patient"), patient_id)
 
     def contains(self, sop_instance_uid: str) -> bool:
         """C-FIND (Study Root, IMAGE level) for the SOP Instance UID.

@@ -11,7 +11,8 @@ import getpass
 import os
 import sys
 
-from filmflow.errors import ConfigError, FilmflowError
+from filmflow.cli import flow_result
+from filmflow.errors import ConfigError
 
 
 def _settings(args: argparse.Namespace, archive: str | None = None):
@@ -72,14 +73,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
     _settings(args, args.archive)  # validate options before starting Prefect
     state = release_approved(config=args.config, archive=args.archive, work_dir=args.work_dir, return_state=True)
-    if state.is_failed():
-        try:
-            state.result()
-        except FilmflowError:
-            raise
-        except Exception as exc:
-            raise FilmflowError(f"the release failed: {type(exc).__name__}: {exc}") from exc
-    s = state.result()
+    s = flow_result(state, "release")
     print(f"release: {len(s.archived)} archived, {len(s.pending)} pending (archive unavailable), "
           f"{len(s.blocked)} blocked by QC, {len(s.failed)} failed")
     for tag, why in {**s.blocked, **s.failed}.items():
