@@ -54,6 +54,11 @@ class OCRConfig(BaseModel):
     name_order: Literal["family_first", "given_first"] = "family_first"
     two_digit_year_pivot: int = Field(30, ge=0, le=99, description="YY < pivot -> 20YY, else 19YY")
     date_order: Literal["MDY", "DMY"] = Field("MDY", description="how to read ambiguous NN/NN/YYYY dates")
+    field_formats: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="site formats of identifiers, one mask character per position: A letter, 9 digit, "
+        "X letter or digit; e.g. {AccessionNumber = ['A9999999']}; a read value that fits no mask gets confidence 0",
+    )
     field_patterns: dict[str, list[str]] = Field(
         default_factory=dict,
         description="extra label keys per DICOM keyword, e.g. {PatientID = ['HOSP NO']}",

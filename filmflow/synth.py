@@ -24,6 +24,7 @@ FONTS = {
     "mono": ("DejaVuSansMono-Bold.ttf", "LiberationMono-Bold.ttf"),
     "sans": ("DejaVuSans-Bold.ttf", "LiberationSans-Bold.ttf"),
     "mono_regular": ("DejaVuSansMono.ttf", "LiberationMono-Regular.ttf"),
+    "courier": ("LiberationMono-Bold.ttf",),  # typewriter-like (Courier metrics), plain zero
 }
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
@@ -159,6 +160,7 @@ def make_film_scan(
     label_corner: str = "top-left",
     label_rotation_k: int = 0,
     date_style: str = "iso",
+    font: str = "mono",
     dust: bool = True,
     margin_in: float = 0.5,
     off_edge_px: int = 0,
@@ -250,7 +252,7 @@ def make_film_scan(
 
     # flashed ID label: light patch, dark text, inset from the film corner
     cap = max(12, int(round(2.5 / 25.4 * dpi)))
-    lab = np.rot90(render_label(label_fields, cap_height_px=cap, date_style=date_style), label_rotation_k).astype(np.float64)
+    lab = np.rot90(render_label(label_fields, cap_height_px=cap, date_style=date_style, font=font), label_rotation_k).astype(np.float64)
     inset = int(round(0.2 * dpi))
     lh, lw = lab.shape
     if lh + 2 * inset > fh or lw + 2 * inset > fw:
@@ -341,6 +343,7 @@ def make_film_scan(
         "label_corner": label_corner,
         "label_rotation_k": int(label_rotation_k) % 4,
         "date_style": date_style,
+        "font": font,
         "fields": dict(label_fields),
         "touches_bed_edge": touches,
         "source": source,

@@ -26,7 +26,7 @@ from rapidfuzz import fuzz
 from filmflow.config import OCRConfig
 from pipeline.types import FieldValue, OcrLine, OcrWord
 
-__all__ = ["KEYS", "parse_label", "value_spans", "parse_date", "parse_ocr_date", "parse_person_name", "fix_digits"]
+__all__ = ["KEYS", "parse_label", "value_spans", "parse_date", "parse_ocr_date", "parse_person_name", "fix_digits", "apply_format"]
 
 #: Label keys per DICOM keyword (upper case, without the trailing colon).
 KEYS: dict[str, tuple[str, ...]] = {
@@ -321,6 +321,54 @@ def fix_digits(text: str) -> str:
     return prefix + rest.translate(_TO_DIGIT)
 
 
+_TO_LETTER = str.maketrans({"0": "O", "1": "I", "2": "Z", "5": "S", "6": "G", "8": "B"})
+_TO_DIGIT_STRICT = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "Z": "2", "S": "5", "G": "6", "B": "8", "T": "7"})
+
+
+def apply_format(value: str, masks: Sequence[str]) -> str | None:
+    """Fit an identifier read by OCR to a site's format masks.
+
+    Each mask has one character per position: ``A`` a letter, ``9`` a digit,
+    ``X`` either. Look-alike characters are swapped into the class the mask
+    wants (``8``->``B`` where a letter is due, ``S``->``5`` where a digit is due).
+
+    Parameters
+    ----------
+    value : str
+        Upper-case identifier as read.
+    masks : sequence of str
+        The site's formats for this field (configuration ``ocr.field_formats``).
+
+    Returns
+    -------
+    str or None
+        The value fitted to the first mask of the same length it can fit, or
+        None when it fits none (the caller lowers the confidence: a human checks it).
+    """
+    for mask in masks:
+        if len(mask) != len(value):
+            continue
+        out = []
+        for c, m in zip(value, mask.upper()):
+            if m == "A":
+                c = c.translate(_TO_LETTER)
+                if not c.isalpha():
+                    break
+            elif m == "9":
+                c = c.translate(_TO_DIGIT_STRICT)
+                if not c.isdigit():
+                    break
+            elif m == "X":
+                if not c.isalnum():
+                    break
+            elif c != m:
+                break
+            out.append(c)
+        else:
+            return "".join(out)
+    return None
+
+
 def _clean_id(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9-]", "", s).strip("-")
 
@@ -417,6 +465,13 @@ def _value(kw: str, words: Sequence[OcrWord], config: OCRConfig) -> FieldValue |
         t = {"0": "O", "MALE": "M", "FEMALE": "F", "OTHER": "O"}.get(t, t)
         return FieldValue(t[0], words[0].confidence, words[0].text) if t[:1] in ("M", "F", "O") and len(t) == 1 else None
     if kw in ("PatientID", "AccessionNumber"):
+        masks = config.field_formats.get(kw)
+        if masks:
+            v = _clean_id(words[0].text).upper()
+            fitted = apply_format(v, masks)
+            if fitted is None:  # fits no site format: keep what was read, but a human must check it
+                return FieldValue(v, 0.0, words[0].text) if v else None
+            return FieldValue(fitted, words[0].confidence, words[0].text)
         v = fix_digits(_clean_id(words[0].text))
         return FieldValue(v.upper(), words[0].confidence, words[0].text) if v else None
     v = " ".join(raw.split())

@@ -37,7 +37,8 @@ def truths() -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def migrated(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    args = ("migrate", str(SAMPLES), "--manifest", str(SAMPLES / "manifest.csv"), "--archive", str(tmp / "archive"),
+    args = ("migrate", str(SAMPLES), "--manifest", str(SAMPLES / "manifest.csv"), "--config", str(SAMPLES / "filmflow.toml"),
+            "--archive", str(tmp / "archive"),
             "--report", str(tmp / "report.csv"), "--work-dir", str(tmp / "work"))
     first = run_cli(*args, cwd=tmp)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -83,7 +83,7 @@ def test_broken_scan_fails(sample_dir, sample_truth):
 
 
 def test_total_size(sample_dir):
-    assert sum(p.stat().st_size for p in sample_dir.iterdir() if p.is_file()) < 25 * 2**20
+    assert sum(p.stat().st_size for p in sample_dir.iterdir() if p.is_file()) < 30 * 2**20  # the issue: "under ~30 MB in total"
 
 
 def test_generator_is_reproducible(sample_dir, tmp_path, sample_truth):
