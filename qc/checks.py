@@ -7,7 +7,7 @@ thresholds and returns zero or more findings; an empty list means "passed".
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -68,8 +68,24 @@ def check_geometry(geometry: Geometry, *, config: QCConfig) -> list[QCResult]:
     return out
 
 
-def check_label(reading: LabelReading, *, config: QCConfig) -> list[QCResult]:
-    """Label not found, required fields missing, field confidence below threshold, handwriting."""
+def check_label(reading: LabelReading, *, config: QCConfig, corroborated: Collection[str] = ()) -> list[QCResult]:
+    """Label not found, required fields missing, field confidence below threshold, handwriting.
+
+    Parameters
+    ----------
+    reading : LabelReading
+    config : QCConfig
+        ``required_fields``, ``min_field_confidence``.
+    corroborated : collection of str
+        Keywords whose value read from the label equals, character for character, the
+        value of the one manifest row the film was unambiguously matched with
+        (reconciliation ``agree``). An independent source confirms them, so their low
+        OCR confidence is reported as ``info`` instead of holding the film.
+
+    Returns
+    -------
+    list of QCResult
+    """
     if reading.region is None and not reading.fields:
         return [QCResult("label_not_found", "review", None, None, "no ID label found on the film")]
     out: list[QCResult] = []
@@ -80,7 +96,12 @@ def check_label(reading: LabelReading, *, config: QCConfig) -> list[QCResult]:
             out.append(QCResult(f"missing_{kw}", "review", None, None, f"{kw} not read from the label"))
     for kw, fv in sorted(reading.fields.items()):
         if fv.value and fv.confidence < config.min_field_confidence:
-            out.append(QCResult(f"low_confidence_{kw}", "review", round(fv.confidence, 1), config.min_field_confidence, f"OCR confidence of {kw} below threshold"))
+            if kw in corroborated:
+                out.append(QCResult(f"low_confidence_{kw}", "info", round(fv.confidence, 1), config.min_field_confidence,
+                                    f"OCR confidence of {kw} below threshold, but the value equals the matched manifest row"))
+            else:
+                out.append(QCResult(f"low_confidence_{kw}", "review", round(fv.confidence, 1), config.min_field_confidence,
+                                    f"OCR confidence of {kw} below threshold"))
     return out
 
 

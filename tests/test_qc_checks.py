@@ -445,3 +445,14 @@ def test_summarise_counts_films_per_code():
     assert checks.summarise(per_film) == {"blurred": 2, "low_confidence_PatientID": 1}
     assert checks.summarise(list(per_film.values())) == {"blurred": 2, "low_confidence_PatientID": 1}
     assert checks.summarise({}) == {}
+
+
+def test_low_confidence_field_corroborated_by_the_manifest_is_info_only():
+    reading = LabelReading(fields={"PatientID": FieldValue("00123456", 30.0), "PatientName": FieldValue("DOE^JO", 90.0),
+                                   "StudyDate": FieldValue("20190402", 20.0)},
+                           region=LabelRegion((0, 0, 10, 10)))
+    plain = checks.check_label(reading, config=QCConfig())
+    assert {(f.code, f.severity) for f in plain} == {("low_confidence_PatientID", "review"), ("low_confidence_StudyDate", "review")}
+    confirmed = checks.check_label(reading, config=QCConfig(), corroborated=["PatientID"])
+    assert {(f.code, f.severity) for f in confirmed} == {("low_confidence_PatientID", "info"), ("low_confidence_StudyDate", "review")}
+    assert [f.measured for f in confirmed if f.code == "low_confidence_PatientID"] == [30.0]
