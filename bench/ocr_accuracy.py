@@ -18,7 +18,8 @@ the same process, one film at a time, ``OMP_THREAD_LIMIT=1``. Reported:
   identity (plus every other generated identity as distractors) is ``agree``
   while the PatientID read is wrong or the header's PatientID is not the true
   one -- must be 0;
-* ``flagged``: films sent to review by :func:`qc.checks.check_label` +
+* ``flagged``: films sent to review by :func:`qc.checks.check_label` (with the
+  fields the matched manifest row corroborates, as the flow does) +
   :func:`qc.checks.check_identity` with default thresholds (every film here is a
   good film whose true identity is in the manifest);
 * time per label (median and 90th percentile, seconds): wall clock, and CPU
@@ -57,7 +58,7 @@ from pipeline.label_fields import parse_label  # noqa: E402
 from pipeline.manifest import reconcile  # noqa: E402
 from pipeline.ocr import ocr_lines  # noqa: E402
 from pipeline.types import LabelReading, ManifestRow  # noqa: E402
-from qc.checks import check_identity, check_label  # noqa: E402
+from qc.checks import check_identity, check_label, corroborated_fields  # noqa: E402
 
 FIELDS = ("PatientName", "PatientID", "PatientBirthDate", "StudyDate", "AccessionNumber", "PatientSex",
           "InstitutionName")
@@ -90,7 +91,8 @@ def evaluate(films: list[tuple], rows: list[ManifestRow], reader, ocr: OCRConfig
         r = reader(film, p.dpi, ocr)
         dt, cpu = time.perf_counter() - t0, _cpu() - c0
         rec = reconcile(r, rows, scan_file="", config=mcfg)
-        flags = [q for q in (*check_label(r, config=qcfg), *check_identity(rec)) if q.severity in ("review", "fail")]
+        flags = [q for q in (*check_label(r, config=qcfg, corroborated=corroborated_fields(r, rec)), *check_identity(rec))
+                 if q.severity in ("review", "fail")]
         read_id = r.value("PatientID")
         wrong_pt = rec.status == "agree" and ((read_id and read_id != truth["PatientID"])
                                              or rec.header.get("PatientID") != truth["PatientID"])

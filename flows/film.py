@@ -31,8 +31,6 @@ from qc.types import QCResult, worst
 
 log = logging.getLogger("filmflow.film")
 
-#: Label fields a manifest row carries (pipeline.types.ManifestRow).
-MANIFEST_KEYS = ("PatientID", "PatientName", "PatientBirthDate", "StudyDate", "AccessionNumber")
 HEADER_KEYS = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "AccessionNumber", "InstitutionName")
 
 
@@ -204,9 +202,7 @@ def _process(
     findings += checks.check_residual_skew(residual_skew, config=settings.qc)
     findings += checks.check_polarity(polarity_margin, config=settings.qc)
     if overrides is None:
-        corroborated = [kw for kw in MANIFEST_KEYS if recon.status == "agree" and recon.row is not None
-                        and reading.value(kw) and reading.value(kw) == getattr(recon.row, kw)]
-        findings += checks.check_label(reading, config=settings.qc, corroborated=corroborated)
+        findings += checks.check_label(reading, config=settings.qc, corroborated=checks.corroborated_fields(reading, recon))
         if manifest_rows is not None:
             findings += checks.check_identity(recon)
         findings += checks.check_duplicate(duplicate_of)

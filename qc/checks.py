@@ -105,6 +105,20 @@ def check_label(reading: LabelReading, *, config: QCConfig, corroborated: Collec
     return out
 
 
+#: Label fields a manifest row carries (pipeline.types.ManifestRow).
+MANIFEST_KEYS = ("PatientID", "PatientName", "PatientBirthDate", "StudyDate", "AccessionNumber")
+
+
+def corroborated_fields(reading: LabelReading, recon: Reconciliation) -> list[str]:
+    """Keywords whose label value equals, exactly, the one manifest row the film agrees with.
+
+    Empty unless the reconciliation is ``agree`` (one row, no contradiction).
+    """
+    if recon.status != "agree" or recon.row is None:
+        return []
+    return [kw for kw in MANIFEST_KEYS if reading.value(kw) and reading.value(kw) == getattr(recon.row, kw)]
+
+
 def check_identity(recon: Reconciliation) -> list[QCResult]:
     """Manifest agreement: disagreement (field by field), ambiguous or missing match."""
     if recon.status == "disagree":
