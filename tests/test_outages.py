@@ -27,6 +27,7 @@ import pytest
 from orthanc_server import OrthancServer, free_port, orthanc_available
 from test_crash_safety import (
     FINAL_STATES,
+    SAMPLES,
     copy_samples,
     event_count,
     finish,
@@ -72,7 +73,9 @@ def test_archive_lost_mid_batch_then_resumed(tmp_path, prefect_server):
     before = tree_hashes(src)
     work = tmp_path / "work"
     with OrthancServer() as orthanc:
+        # with the samples' manifest and site formats, every good film passes QC and is pushed
         args = ("migrate", str(src), "--archive", orthanc.dicom_url, "--work-dir", str(work),
+                "--manifest", str(SAMPLES / "manifest.csv"), "--config", str(SAMPLES / "filmflow.toml"),
                 "--report", str(tmp_path / "r1.csv"), "--workers", "1")
         proc = start_cli(*args, cwd=tmp_path, api_url=prefect_server, **FAST_RETRY)
         deadline = time.monotonic() + 240
