@@ -23,7 +23,6 @@ system-deps-test:
 	bash scripts/install-system-deps.sh test
 
 demo: system-deps venv
-	rm -rf out/work
 	$(VENV)/bin/filmflow migrate sample_scans --manifest sample_scans/manifest.csv \
 	    --config sample_scans/filmflow.toml \
 	    --archive out/archive --report out/report.csv --work-dir out/work

@@ -9,12 +9,13 @@ unreachable).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import sys
 from pathlib import Path
 
-from filmflow.errors import ConfigError, FilmflowError, SourceError
+from filmflow.errors import ConfigError, FilmflowError
 
 _QUIET_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -29,6 +30,8 @@ _QUIET_ENV = {
 def _prepare_env() -> None:
     for k, v in _QUIET_ENV.items():
         os.environ.setdefault(k, v)
+    # pynetdicom logs its own connection errors; filmflow's error message says what to do
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
 
 
 def default_batch_name(source_dir: Path) -> str:
@@ -40,23 +43,25 @@ def default_batch_name(source_dir: Path) -> str:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from prefect.task_runners import ThreadPoolTaskRunner
 
+    from filmflow.batch import check_batch_inputs
     from filmflow.config import load_settings
     from flows.migrate import migrate_batch
 
-    overrides = {"archive": {"url": args.archive}} if args.archive else {}
-    if args.workers:
-        overrides["run"] = {"workers": args.workers}
+    run: dict[str, object] = {}
+    if args.workers is not None:
+        run["workers"] = args.workers
     if args.work_dir:
-        overrides.setdefault("run", {})["work_dir"] = args.work_dir
-    settings = load_settings(args.config, **overrides)
+        run["work_dir"] = args.work_dir
+    source = Path(args.source_dir)
+    settings = load_settings(args.config, run=run)
+    batch = args.batch_name or settings.run.batch_name or default_batch_name(source)
+    # every batch-level problem is reported here, before Prefect starts, in one line
+    settings = check_batch_inputs(source, batch, manifest=args.manifest, archive=args.archive, report=args.report,
+                                  config=args.config, run=run).settings
     if args.work_dir:
         os.environ["FILMFLOW_RUN__WORK_DIR"] = str(args.work_dir)
-    if args.workers:
+    if args.workers is not None:
         os.environ["FILMFLOW_RUN__WORKERS"] = str(args.workers)
-    source = Path(args.source_dir)
-    if not source.is_dir():
-        raise SourceError(f"source folder not found or not a folder: {source}")
-    batch = args.batch_name or settings.run.batch_name or default_batch_name(source)
     if settings.run.dask_address:
         # films run on the Dask cluster's workers; the ledger stays written from this process's flow thread
         try:
@@ -107,11 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("migrate", help="migrate a folder of scans (Prefect flow migrate-batch)")
     m.add_argument("source_dir", help="folder of scans (searched recursively)")
     m.add_argument("--manifest", help="manifest CSV (RIS export / job sheet)")
-    m.add_argument("--archive", help="archive: folder path, file://, dicom://AET@host:port or http(s)://.../dicom-web")
-    m.add_argument("--report", help="per-film CSV report path (default: WORK_DIR/reports/BATCH.csv)")
+    m.add_argument("--archive", help="archive: folder path, file://, dicom://AET@host:port or http(s)://.../dicom-web "
+                   "(default: archive.url of the configuration, 'archive' = ./archive)")
+    m.add_argument("--report", help="per-film CSV report file (default: WORK_DIR/reports/BATCH.csv)")
     m.add_argument("--config", help="filmflow TOML configuration file")
     m.add_argument("--batch-name", help="batch name (default: the source folder's name)")
-    m.add_argument("--work-dir", help="work folder for the ledger and staging (default .filmflow)")
+    m.add_argument("--work-dir", help="work folder of the ledger, staged DICOM and reports (default .filmflow); "
+                   "use the same one to resume, review and release")
     m.add_argument("--workers", type=int, help="films processed in parallel (default: CPU count)")
     m.set_defaults(func=cmd_migrate)
 

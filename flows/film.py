@@ -142,7 +142,7 @@ def _process(
 ) -> FilmOutcome:
     with timer("load"):
         scan = scan_io.load_scan(source_path, default_dpi=settings.scan.default_dpi, max_pixels=settings.scan.max_pixels)
-    record.update(sha256=scan.sha256, dpi=scan.dpi, dpi_from_file=scan.dpi_from_file, bits_stored=scan.bits_stored,
+    record.update(sha256=scan.sha256, dpi=round(scan.dpi, 2), dpi_from_file=scan.dpi_from_file, bits_stored=scan.bits_stored,
                   source_format=scan.source_format, scan_shape=list(scan.pixels.shape))
 
     with timer("geometry"):

@@ -20,7 +20,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
 from filmflow.archive import open_archive
-from filmflow.config import Settings, load_settings
+from filmflow.batch import check_batch_inputs
+from filmflow.config import Settings
 from filmflow.discover import SourceFile, discover_scans
 from filmflow.errors import ConfigError
 from filmflow.ledger import PENDING_PUSH, Ledger, default_ledger_url
@@ -28,7 +29,6 @@ from filmflow.report import report_row, report_status, write_report
 from flows.artifacts import BatchDashboard
 from flows.film import FilmOutcome, film_tag, held, process_film
 from flows.push import Pusher
-from pipeline.manifest import load_manifest
 from qc import checks
 from qc.phash import known_phashes, near_matches
 
@@ -101,21 +101,19 @@ def migrate_batch(
     """
     log = get_run_logger()
     t0 = time.perf_counter()
-    settings = load_settings(config, archive={"url": archive} if archive else None)
-    work_dir = Path(settings.run.work_dir).resolve()
+    inputs = check_batch_inputs(source_dir, batch_name, manifest=manifest, archive=archive, report=report,
+                                config=config, check_archive=False)
+    settings, work_dir, report_path = inputs.settings, inputs.work_dir, inputs.report_path
+    rows, archive_url = inputs.manifest_rows, inputs.archive_url
     staging_dir = work_dir / "staging"
     staging_dir.mkdir(parents=True, exist_ok=True)
     _attach_file_log(work_dir)
     ledger = Ledger(settings.run.ledger_url or default_ledger_url(work_dir))
-    source_root = Path(source_dir).resolve()
-    report_path = Path(report) if report else work_dir / "reports" / f"{batch_name}.csv"
 
-    rows = load_manifest(Path(manifest), settings.manifest, date_order=settings.ocr.date_order,
-                         pivot=settings.ocr.two_digit_year_pivot) if manifest else None
-    sources = discover_scans(source_root, settings.scan.extensions)
+    sources = discover_scans(inputs.source_root, settings.scan.extensions)
     log.info("batch %s: %d candidate scans", batch_name, len(sources))
 
-    arch = open_archive(settings.archive.url, settings.archive)
+    arch = open_archive(archive_url, settings.archive)
     arch.check()  # ArchiveUnreachableError: nothing is marked done
     _check_work_space(staging_dir, sources, settings.run.workers)  # ConfigError: nothing is marked done
 
@@ -174,6 +172,7 @@ def migrate_batch(
         outcome: FilmOutcome = fut.result()
         done += 1
         outcome = _near_duplicate_in_batch(outcome, key, seen_phashes, settings)
+        outcome.record["archive_url"] = archive_url  # release-approved pushes to the same archive
         dash.film_done(outcome.state, outcome.record)
         try:
             ledger.transition(key, outcome.state, record=outcome.record, staged_path=outcome.staged_path,

@@ -22,7 +22,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from filmflow.archive import open_archive
+from filmflow.archive import Archive, open_archive
 from filmflow.config import Settings, load_settings
 from filmflow.ledger import FilmRow, Ledger, LedgerConflict, default_ledger_url
 from flows.film import FilmOutcome, film_tag, process_film
@@ -110,16 +110,24 @@ def release_approved(config: str | None = None, archive: str | None = None, work
     staging_dir = wd / "staging"
     staging_dir.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(settings.run.ledger_url or default_ledger_url(wd))
-    arch = open_archive(settings.archive.url, settings.archive)
     summary = ReleaseSummary()
+    archives: dict[str, tuple[Archive, Pusher]] = {}
+
+    def pusher_for(row: FilmRow) -> Pusher:
+        # the archive the film's batch was migrated into, unless --archive names another
+        url = archive or row.record.get("archive_url") or settings.archive.url
+        if url not in archives:
+            arch = open_archive(url, settings.archive)
+            arch.check()  # ArchiveUnreachableError: nothing more is marked done
+            archives[url] = (arch, Pusher(ledger, arch, settings.archive))
+        return archives[url][1]
+
     try:
-        arch.check()
-        pusher = Pusher(ledger, arch, settings.archive)
         # approved films staged by an earlier, interrupted release
-        resume = [r.source_path for r in ledger.rows(states=("processed",))
+        resume = [r for r in ledger.rows(states=("processed",))
                   if (r.record.get("review") or {}).get("action") == "approve" and r.staged_path and Path(r.staged_path).is_file()]
-        for key in resume:
-            _pushed(pusher, key, summary)
+        for r in resume:
+            _pushed(pusher_for(r), r.source_path, summary)
         for row in list(ledger.rows(states=("approved",))):
             key, tag = row.source_path, film_tag(row.source_path)
             if not ledger.acquire(key):
@@ -148,9 +156,10 @@ def release_approved(config: str | None = None, archive: str | None = None, work
                 continue
             finally:
                 ledger.release(key)
-            _pushed(pusher, key, summary)
+            _pushed(pusher_for(row), key, summary)
     finally:
-        arch.close()
+        for arch, _ in archives.values():
+            arch.close()
         ledger.close()
     logger.info("release: %d archived, %d pending, %d blocked, %d failed", len(summary.archived),
                 len(summary.pending), len(summary.blocked), len(summary.failed))

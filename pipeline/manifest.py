@@ -139,6 +139,8 @@ def load_manifest(
             )
         seen[key] = line
         rows.append(row)
+    if not rows:
+        raise ManifestError(f"manifest {p.name} has a header but no rows; export the batch's rows, or run without --manifest")
     return rows
 
 

@@ -120,3 +120,22 @@ def test_dicomdir_lists_every_instance_and_updates(tmp_path, film_files):
         original = next(p for p in paths if dcmread(p).SOPInstanceUID == loaded.SOPInstanceUID)
         assert pixel_sha256(loaded) == pixel_sha256(dcmread(original))
     assert not archive.contains("1.2.3.999")
+
+
+def test_same_instance_from_another_batch_is_not_stored_twice(tmp_path, film_files):
+    """The same scan migrated by another batch carries another Series Instance UID but the same
+    SOP Instance UID: the archive keeps its one file and the receipt names it."""
+    (src,) = film_files(1)
+    ds = dcmread(src)
+    ds.SeriesInstanceUID = "2.25.1234567890"
+    other = tmp_path / "other-batch.dcm"
+    ds.save_as(other, enforce_file_format=True)
+    arch = FolderArchive(tmp_path / "arch")
+    arch.check()
+    first = arch.store(src)
+    second = arch.store(other)
+    assert second.location == first.location
+    assert second.series_instance_uid == first.series_instance_uid
+    assert any("another series" in n for n in second.notes)
+    arch.verify(second)
+    assert len(list((tmp_path / "arch").rglob(f"{ds.SOPInstanceUID}.dcm"))) == 1

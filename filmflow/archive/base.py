@@ -276,6 +276,15 @@ class Archive(abc.ABC):
         """Release connections; idempotent."""
 
 
+def canonical_url(url: str) -> str:
+    """``url`` with a folder archive's path made absolute, so it names the same archive from any
+    working directory (recorded per film, used by ``release-approved``)."""
+    parsed = urlparse(url)
+    if parsed.scheme.lower() in ("", "file") or (len(parsed.scheme) == 1 and url[1:3] in (":\\", ":/")):
+        return str(Path(parsed.path if parsed.scheme.lower() == "file" else url).resolve())
+    return url
+
+
 def open_archive(url: str, config: ArchiveConfig | None = None) -> Archive:
     """Open the archive target named by ``url``.
 

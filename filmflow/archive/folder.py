@@ -151,6 +151,9 @@ class FolderArchive(Archive):
 
         A second store of identical bytes is a no-op; different bytes under the
         same SOP Instance UID replace the file atomically (noted in the receipt).
+        An instance already archived under another study/series folder (the same
+        scan migrated by another batch) is not stored again: the receipt names
+        the existing file.
 
         Raises
         ------
@@ -166,7 +169,13 @@ class FolderArchive(Archive):
         sop = _uid_component(ds.get("SOPInstanceUID"), "SOPInstanceUID")
         target = self.path_for(study, series, sop)
         notes: list[str] = []
-        if target.exists():
+        elsewhere = None if target.exists() else self._find(sop)
+        if elsewhere is not None:
+            # the same scan archived by another batch (another series): one instance per SOP
+            # Instance UID, so the archived file stands; verify() compares its pixels with ours
+            target, study, series = elsewhere, elsewhere.parent.parent.name, elsewhere.parent.name
+            notes.append("already archived in another series (an earlier batch); not stored again")
+        elif target.exists():
             if _file_sha256(target) == _file_sha256(dicom_file):
                 notes.append("already stored")
             else:

@@ -88,13 +88,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     s = rs.add_parser("serve", help="serve the review app (uvicorn)")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     s.add_argument("--config", help="filmflow TOML configuration file")
     s.add_argument("--work-dir", help="work folder holding the ledger (default .filmflow)")
     s.add_argument("--secure-cookies", action="store_true", help="send cookies with the Secure flag (behind HTTPS)")
     s.set_defaults(func=cmd_serve)
 
-    u = rs.add_parser("add-user", help="create a review user or change its password/role")
+    u = rs.add_parser("add-user", help="create a review user or change its password/role",
+                      description="The password is asked for in the terminal, or read from the environment "
+                      "variable FILMFLOW_REVIEW_PASSWORD (for scripts); at least 8 characters.")
     u.add_argument("name")
     u.add_argument("--role", choices=("reviewer", "viewer"), required=True)
     u.add_argument("--config", help="filmflow TOML configuration file")
@@ -104,5 +106,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rel = subparsers.add_parser("release", help="push approved films to the archive (Prefect flow release-approved)")
     rel.add_argument("--config", help="filmflow TOML configuration file")
     rel.add_argument("--work-dir", help="work folder holding the ledger (default .filmflow)")
-    rel.add_argument("--archive", help="archive URL (default: from the configuration)")
+    rel.add_argument("--archive", help="archive URL (default: the archive each film's batch was migrated into)")
     rel.set_defaults(func=cmd_release)
