@@ -43,6 +43,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import DatabaseError
 
 STATES = ("discovered", "processed", "flagged", "approved", "rejected", "pushed", "archived", "failed")
@@ -173,7 +174,17 @@ class Ledger:
 
     # -- writes ----------------------------------------------------------------------------------
     def discover(self, source_path: str, sha256: str, batch: str) -> FilmRow:
-        """Insert a newly discovered film (no-op when already known); returns its row."""
+        """Insert a newly discovered film (no-op when already known); returns its row.
+
+        Two runs discovering the same new film at once: the second insert loses the race
+        (a unique-key violation) and reads the row the first one wrote.
+        """
+        try:
+            return self._discover(source_path, sha256, batch)
+        except IntegrityError:
+            return self._discover(source_path, sha256, batch)
+
+    def _discover(self, source_path: str, sha256: str, batch: str) -> FilmRow:
         now = time.time()
         with self.engine.begin() as conn:
             r = conn.execute(select(films).where(films.c.source_path == source_path)).mappings().first()
