@@ -23,7 +23,7 @@ import numpy as np
 from filmflow.config import Settings
 from filmflow.errors import FilmError, FilmflowError
 from pipeline import denoise as denoise_mod
-from pipeline import dicom_film, geometry, label, manifest, polarity, scan_io, uids
+from pipeline import dicom_film, geometry, label, manifest, orientation, polarity, scan_io, uids
 from pipeline.types import ManifestRow, Reconciliation
 from qc import checks
 from qc import phash as qc_phash
@@ -174,6 +174,14 @@ def _process(
 
     with timer("ocr"):
         reading = label.read_label(film, dpi=scan.dpi, config=settings.ocr)
+        turns = orientation.turns_from_label(reading.region)
+        if settings.geometry.rotation_k is None and settings.geometry.fix_orientation and turns is not None:
+            if turns:  # scanned upside down: the label says so
+                reading = orientation.rotate_reading(reading, film.shape, turns)
+                film = np.ascontiguousarray(np.rot90(film, turns))
+            geom = dataclasses.replace(geom, rotation_k=turns, orientation_decided=True,
+                                       crop_shape=(int(film.shape[0]), int(film.shape[1])))
+            record["geometry"].update(rotation_k=turns, orientation_decided=True, crop_shape=list(geom.crop_shape))
         exclude = reading.region.box if reading.region else None
         laterality = label.read_laterality_marker(film, dpi=scan.dpi, exclude_box=exclude)
     record.update(
@@ -224,6 +232,8 @@ def _process(
             study_date=header["StudyDate"], accession_number=header["AccessionNumber"], batch_name=batch_name,
         )
         steps = [f"deskew {geom.skew_deg:+.2f} deg", f"crop to film {geom.crop_shape[1]}x{geom.crop_shape[0]}"]
+        if geom.rotation_k:
+            steps.append(f"turned {90 * geom.rotation_k} deg counter-clockwise")
         if inverted:
             steps.append("polarity inverted")
         if settings.denoise.method != "off":

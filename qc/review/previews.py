@@ -112,6 +112,9 @@ def processed_pixels(source_path: str, record: dict[str, Any], settings: Setting
         film, _geom = geometry.straighten(pixels, max_skew_deg=settings.geometry.max_skew_deg, margin_px=margin_px)
     except Exception as exc:  # FilmNotFoundError and friends: show the reason, not a broken image
         raise PreviewError(f"the film could not be re-straightened for preview ({type(exc).__name__})") from exc
+    turns = int((record.get("geometry") or {}).get("rotation_k") or 0)
+    if turns:  # the orientation the pipeline decided (label upside down) or a reviewer forced
+        film = np.ascontiguousarray(np.rot90(film, turns))
     return film, scan.bits_stored
 
 
