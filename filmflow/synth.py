@@ -350,3 +350,62 @@ def make_film_scan(
         "attribution": attribution,
     }
     return out, truth
+
+
+def write_labelled_batch(
+    folder: Path,
+    patients: list[dict[str, str]],
+    *,
+    radiographs: list[Path],
+    rng: np.random.Generator,
+    dpi: float = 150.0,
+    max_skew_deg: float = 0.0,
+    noise: float = 0.01,
+    stem: str = "film",
+    institution: str = "COUNTY MEDICAL CENTER",
+) -> list[dict[str, str]]:
+    """Write a small batch: one 16-bit TIFF scan per patient, its JSON sidecar and ``manifest.csv``.
+
+    Parameters
+    ----------
+    folder : Path
+        Created if missing.
+    patients : list of dict
+        DICOM keyword -> value per film (PatientName as PN, dates as DA).
+    radiographs : list of Path
+        Real radiographs used in turn (8-bit images Pillow reads).
+    rng : numpy.random.Generator
+    dpi : float
+        Scan resolution (written in the TIFF's resolution tags).
+    max_skew_deg : float
+        Films lie skewed by a uniform angle in ±this.
+
+    Returns
+    -------
+    list of dict
+        Per film: ``scan_file`` plus its label fields.
+    """
+    import csv
+    import json
+
+    import tifffile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = []
+    for i, patient in enumerate(patients):
+        fields = dict(patient, InstitutionName=institution)
+        img = np.asarray(Image.open(radiographs[i % len(radiographs)]).convert("L"), dtype=np.float32) / 255.0
+        skew = float(rng.uniform(-max_skew_deg, max_skew_deg)) if max_skew_deg else 0.0
+        scan, _ = make_film_scan(img, fields, rng=rng, skew_deg=skew, dpi=dpi, film_size_in=(7.0, 8.5), bits=16,
+                                 bits_stored=12, noise=noise, dust=False, margin_in=0.3)
+        name = f"{stem}{i + 1:02d}.tif"
+        tifffile.imwrite(folder / name, scan, resolution=(dpi, dpi), resolutionunit="INCH")
+        (folder / f"{stem}{i + 1:02d}.json").write_text(json.dumps(fields, indent=1))
+        truth.append({"scan_file": name, **fields})
+    with open(folder / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["scan_file", "patient_id", "patient_name", "birth_date", "study_date", "accession_number"])
+        for t in truth:
+            w.writerow([t["scan_file"], t["PatientID"], t["PatientName"], t["PatientBirthDate"], t["StudyDate"],
+                        t["AccessionNumber"]])
+    return truth

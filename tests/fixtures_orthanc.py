@@ -28,8 +28,6 @@ Label OCR is still being tuned, so tests assert on the films that are archived
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -130,32 +128,14 @@ def make_film_file(
 
 
 def make_clean_batch(folder: Path, n: int = 3, seed: int = 11, dpi: float = 200.0) -> list[dict[str, str]]:
-    """Write ``n`` labelled 16-bit TIFF scans, JSON sidecars and ``manifest.csv``; return the truth rows."""
-    import tifffile
-    from PIL import Image
+    """Write ``n`` labelled 16-bit TIFF scans (no skew, little noise), JSON sidecars and ``manifest.csv``."""
+    from filmflow.synth import write_labelled_batch
 
-    from filmflow.synth import make_film_scan
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    sources = ("00870a9c.jpg", "19073f37.jpg", "21982772.jpg")
-    truth = []
-    for i in range(n):
-        fields = dict(CLEAN_PATIENTS[i % len(CLEAN_PATIENTS)], InstitutionName="COUNTY MEDICAL CENTER")
-        img = np.asarray(Image.open(RADIOGRAPHS / sources[i % len(sources)]).convert("L"), dtype=np.float32) / 255.0
-        scan, _ = make_film_scan(img, fields, rng=rng, skew_deg=0.0, dpi=dpi, film_size_in=(7.0, 8.5), bits=16,
-                                 bits_stored=12, noise=0.005, dust=False, margin_in=0.3)
-        name = f"clean{i + 1:02d}.tif"
-        tifffile.imwrite(folder / name, scan, resolution=(dpi, dpi), resolutionunit="INCH")
-        (folder / f"clean{i + 1:02d}.json").write_text(json.dumps(fields, indent=1))
-        truth.append({"scan_file": name, "dpi": str(dpi), **fields})
-    with open(folder / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["scan_file", "patient_id", "patient_name", "birth_date", "study_date", "accession_number"])
-        for t in truth:
-            w.writerow([t["scan_file"], t["PatientID"], t["PatientName"], t["PatientBirthDate"], t["StudyDate"],
-                        t["AccessionNumber"]])
-    return truth
+    sources = [RADIOGRAPHS / n_ for n_ in ("00870a9c.jpg", "19073f37.jpg", "21982772.jpg")]
+    patients = [CLEAN_PATIENTS[i % len(CLEAN_PATIENTS)] for i in range(n)]
+    truth = write_labelled_batch(folder, patients, radiographs=sources, rng=np.random.default_rng(seed), dpi=dpi,
+                                 noise=0.005, stem="clean")
+    return [dict(t, dpi=str(dpi)) for t in truth]
 
 
 @pytest.fixture(scope="session")

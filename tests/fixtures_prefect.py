@@ -113,37 +113,15 @@ RADIOGRAPHS = ROOT.parent / "shared" / "data" / "radiographs"
 
 
 def make_tiny_batch(folder: Path, n: int = 3, seed: int = 7) -> list[dict[str, str]]:
-    """Write ``n`` labelled scans (PNG 16-bit), JSON sidecars and a manifest; return the truth."""
-    import csv
-    import json
-
+    """Write ``n`` labelled 16-bit TIFF scans (100 DPI, skew within 3 degrees), JSON sidecars and a manifest."""
     import numpy as np
-    from PIL import Image
 
-    from filmflow.synth import make_film_scan
+    from filmflow.synth import write_labelled_batch
 
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    sources = ("00870a9c.jpg", "19073f37.jpg", "21982772.jpg")
-    truth = []
-    for i in range(n):
-        fields = dict(TINY_PATIENTS[i % len(TINY_PATIENTS)], InstitutionName="COUNTY MEDICAL CENTER")
-        img = np.asarray(Image.open(RADIOGRAPHS / sources[i % len(sources)]).convert("L"), dtype=np.float32) / 255.0
-        scan, _ = make_film_scan(img, fields, rng=rng, skew_deg=float(rng.uniform(-3, 3)), dpi=100.0,
-                                 film_size_in=(7.0, 8.5), bits=16, bits_stored=12, dust=False, margin_in=0.3)
-        name = f"film{i + 1:02d}.tif"
-        import tifffile
-
-        tifffile.imwrite(folder / name, scan, resolution=(100.0, 100.0), resolutionunit="INCH")
-        (folder / f"film{i + 1:02d}.json").write_text(json.dumps(fields, indent=1))
-        truth.append({"scan_file": name, **fields})
-    with open(folder / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["scan_file", "patient_id", "patient_name", "birth_date", "study_date", "accession_number"])
-        for t in truth:
-            w.writerow([t["scan_file"], t["PatientID"], t["PatientName"], t["PatientBirthDate"], t["StudyDate"],
-                        t["AccessionNumber"]])
-    return truth
+    sources = [RADIOGRAPHS / n_ for n_ in ("00870a9c.jpg", "19073f37.jpg", "21982772.jpg")]
+    patients = [TINY_PATIENTS[i % len(TINY_PATIENTS)] for i in range(n)]
+    return write_labelled_batch(folder, patients, radiographs=sources, rng=np.random.default_rng(seed), dpi=100.0,
+                                max_skew_deg=3.0)
 
 
 @pytest.fixture(scope="session")
