@@ -129,28 +129,20 @@ def _extend(box: tuple[int, int, int, int], strokes: np.ndarray, px_mm: float,
             horizontal: bool) -> tuple[int, int, int, int]:
     """Take in stroke blobs up to 5 mm beyond ``box`` along its text lines (a word after a
     wide gap, e.g. ``SEX: M``), as long as they stay within the box's extent across the lines."""
+    if not horizontal:  # the same search on the transposed strokes
+        c0, r0, c1, r1 = _extend((box[1], box[0], box[3], box[2]), strokes.T, px_mm, True)
+        return (r0, c0, r1, c1)
     r0, c0, r1, c1 = box
     gap = int(round(5.0 * px_mm))
-    rows, cols = strokes.shape
+    cols = strokes.shape[1]
     for _ in range(8):
-        if horizontal:
-            a, b = max(0, c0 - gap), min(cols, c1 + gap)
-            sub = strokes[r0:r1, a:b]
-            hit = np.flatnonzero(sub.any(axis=0))
-            n0, n1 = (a + hit[0], a + hit[-1] + 1) if hit.size else (c0, c1)
-            n0, n1 = min(n0, c0), max(n1, c1)
-            if (n0, n1) == (c0, c1):
-                break
-            c0, c1 = n0, n1
-        else:
-            a, b = max(0, r0 - gap), min(rows, r1 + gap)
-            sub = strokes[a:b, c0:c1]
-            hit = np.flatnonzero(sub.any(axis=1))
-            n0, n1 = (a + hit[0], a + hit[-1] + 1) if hit.size else (r0, r1)
-            n0, n1 = min(n0, r0), max(n1, r1)
-            if (n0, n1) == (r0, r1):
-                break
-            r0, r1 = n0, n1
+        a, b = max(0, c0 - gap), min(cols, c1 + gap)
+        hit = np.flatnonzero(strokes[r0:r1, a:b].any(axis=0))
+        n0, n1 = (a + hit[0], a + hit[-1] + 1) if hit.size else (c0, c1)
+        n0, n1 = min(n0, c0), max(n1, c1)
+        if (n0, n1) == (c0, c1):
+            break
+        c0, c1 = n0, n1
     return (r0, c0, r1, c1)
 
 
