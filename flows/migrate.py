@@ -37,6 +37,10 @@ from qc.phash import known_phashes, near_matches
 TO_PROCESS = ("discovered", "failed", "processed", "pushed")
 
 
+#: Report error of a film another filmflow run holds the lease of (its own report has the result).
+IN_PROGRESS = "in_progress: another filmflow run is processing this film; its report has the result"
+
+
 @dataclass
 class BatchSummary:
     """What a batch did; no patient data."""
@@ -160,6 +164,7 @@ def migrate_batch(
 
     seen_phashes = known_phashes(ledger, exclude_path="")  # films of earlier runs and batches
     leased = [s for s in to_process if ledger.acquire(str(s.path), states=TO_PROCESS)]
+    held_elsewhere = {str(s.path) for s in to_process} - {str(s.path) for s in leased}
     futures = {
         process_film_task.submit(film_tag(s.path), s, settings, batch_name, rows, staging_dir, duplicates_of(s),
                                  {k: v for k, v in seen_phashes.items() if k != str(s.path)}): s
@@ -198,7 +203,7 @@ def migrate_batch(
         record.setdefault("source_file", s.relative)
         record.setdefault("sha256", s.sha256)
         status = report_status(row.state, archived_before=key in archived_before)
-        err = pusher.errors.get(key) or row.error
+        err = pusher.errors.get(key) or (IN_PROGRESS if key in held_elsewhere else row.error)
         report_rows.append(report_row(record, status=status, ledger_state=row.state, error=err,
                                       dicom_path=record.get("dicom_path", "") if row.state == "archived" else ""))
         counts[status] = counts.get(status, 0) + 1

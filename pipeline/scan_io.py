@@ -117,6 +117,8 @@ def _decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple | None, str
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # damaged EXIF metadata does not touch the pixels (a damaged image fails below)
+            warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
             im = Image.open(io.BytesIO(data))
             fmt = im.format or "unknown"
             w, h = im.size
