@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from filmflow.errors import ConfigError
@@ -133,6 +133,29 @@ class ArchiveConfig(BaseModel):
     retry_delay_s: float = Field(1.0, ge=0)
     timeout_s: float = Field(30.0, gt=0)
     dicomdir: bool = Field(False, description="folder archives: also keep a PS3.10 File-set (DICOMDIR) under <archive>/fileset")
+    storage_commitment: Literal["auto", "off", "require"] = Field(
+        "auto",
+        description="dicom:// archives, DICOM Storage Commitment (PS3.4 Annex J) after the C-FIND: 'auto' uses it when"
+        " commitment_port is set and the archive offers it, else verifies by C-FIND/C-GET as before; 'require' archives"
+        " a film only when the archive commits it; 'off' never asks",
+    )
+    commitment_port: int = Field(
+        0, ge=0, le=65535,
+        description="TCP port of filmflow's listener for the archive's commitment reports (N-EVENT-REPORT);"
+        " 0 = no listener, commitment not requested. The archive must know calling_ae_title at this host and port",
+    )
+    commitment_host: str = Field("0.0.0.0", description="address the commitment listener binds (0.0.0.0: all interfaces)")
+    commitment_timeout_s: float = Field(
+        30.0, gt=0,
+        description="seconds to wait for the commitment report; then 'require' leaves the film pending (transient, the"
+        " next run retries) and 'auto' verifies by C-FIND/C-GET for the rest of the run",
+    )
+
+    @model_validator(mode="after")
+    def _commitment_needs_port(self) -> "ArchiveConfig":
+        if self.storage_commitment == "require" and not self.commitment_port:
+            raise ValueError("archive.storage_commitment = 'require' needs archive.commitment_port (the listener the archive reports to)")
+        return self
 
 
 class RunConfig(BaseModel):

@@ -13,6 +13,9 @@ is the hospital's truth) and removes its staged files, unless a reviewer
 already decided on the film. A film may have extra staged instances
 (``record['extra_staged']``, e.g. the original scan of ``dicom.keep_original``):
 it becomes ``archived`` only when every one of its instances is confirmed.
+A DICOM archive's verify also says whether the archive committed the film (DICOM
+Storage Commitment): ``record['storage_commitment']`` is ``committed``,
+``unsupported`` (C-FIND/C-GET only) or ``off``, with a note in the report.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from prefect.cache_policies import NO_CACHE
 from filmflow.archive import Archive, StoreReceipt
 from filmflow.config import ArchiveConfig
 from filmflow.archive.base import identity_conflicts, is_transient
+from filmflow.archive.commitment import CommitmentOutcome
 from filmflow.errors import ArchiveError
 from filmflow.ledger import PENDING_PUSH, Ledger
 from flows.film import film_tag
@@ -57,9 +61,9 @@ def archive_identity_task(tag: str, archive: Archive, header: dict[str, str]) ->
 
 @task(name="verify-film", task_run_name="verify-{tag}", cache_policy=NO_CACHE, persist_result=False,
       retry_condition_fn=_retry_transient)
-def verify_film_task(tag: str, archive: Archive, receipt: StoreReceipt, retrieve: bool) -> None:
-    """Confirm the archive holds the instance (and, when ``retrieve``, identical pixels)."""
-    archive.verify(receipt, retrieve=retrieve)
+def verify_film_task(tag: str, archive: Archive, receipt: StoreReceipt, retrieve: bool) -> CommitmentOutcome | None:
+    """Confirm the archive holds the instance (and, when ``retrieve``, identical pixels); a DICOM archive's commitment outcome."""
+    return archive.verify(receipt, retrieve=retrieve)  # type: ignore[func-returns-value]
 
 
 def verify_sample(sop_uid: str, fraction: float) -> bool:
@@ -106,9 +110,9 @@ class Pusher:
             receipts = [push_film_task.with_options(**retrying)(tag, self.archive, path, digest) for path, digest in staged]
             if row.state != "pushed":
                 row = self.ledger.transition(key, "pushed", expect=PENDING_PUSH)
-            for receipt in receipts:
-                verify_film_task.with_options(**retrying)(
-                    tag, self.archive, receipt, verify_sample(row.sop_instance_uid, self.config.verify_fraction))
+            outcomes = [verify_film_task.with_options(**retrying)(
+                tag, self.archive, receipt, verify_sample(row.sop_instance_uid, self.config.verify_fraction))
+                for receipt in receipts]
         except ArchiveError as exc:
             if is_transient(exc):
                 self.outage = exc.code
@@ -122,6 +126,12 @@ class Pusher:
         if extras:
             record["extra_archived"] = [r.location for r in receipts[1:]]
         record["notes"] = [*record.get("notes", []), *(n for r in receipts for n in r.notes)]
+        commitments = [o for o in outcomes if isinstance(o, CommitmentOutcome)]
+        if commitments:  # the weakest of the film's instances
+            weakest = next((o for o in commitments if o.method != "committed"), commitments[0])
+            record["storage_commitment"] = weakest.method
+            if weakest.method != "off" and weakest.note not in record["notes"]:
+                record["notes"].append(weakest.note)
         self.ledger.transition(key, "archived", expect=PENDING_PUSH, record=record, error="")
         for path, _ in staged:
             Path(path).unlink(missing_ok=True)

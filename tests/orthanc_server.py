@@ -56,8 +56,9 @@ class OrthancServer:
     aet : str
         Orthanc's own (called) AE title.
     calling_aet_port : int, optional
-        Port registered for our calling AE in ``DicomModalities`` (only used if
-        Orthanc ever connects back, e.g. C-MOVE or storage commitment).
+        Port registered for our calling AE in ``DicomModalities`` (host
+        127.0.0.1): where Orthanc connects back, e.g. to send storage commitment
+        reports; a test listens there with ``archive.commitment_port``.
     extra_config : dict, optional
         Keys merged into the generated configuration (e.g.
         ``{"AcceptedTransferSyntaxes": ["1.2.840.10008.1.2.1"]}``).

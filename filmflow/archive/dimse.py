@@ -13,6 +13,15 @@ Patient Root C-FIND of :meth:`DimseArchive.find_patient`; it also
 requests the SCP role for the storage classes so C-GET sub-operations can
 arrive on it (PS3.4 C.4.3, PS3.7 D.3.3.4).
 
+Storage Commitment (``archive.storage_commitment``, PS3.4 Annex J): after the
+C-FIND found the instance, :meth:`DimseArchive.verify` asks the archive to
+commit it (N-ACTION on the query association) and waits for the N-EVENT-REPORT
+on filmflow's listener (:mod:`filmflow.archive.commitment`, port
+``archive.commitment_port``, started with the first request, stopped by
+:meth:`DimseArchive.close`). ``auto`` falls back to C-FIND (+ C-GET sample) for
+the rest of the run when the archive does not offer commitment or sends no
+report in time; ``require`` then leaves the film un-archived.
+
 Maximum PDU length: we announce :data:`MAX_PDU` (128 KiB, DCMTK's own ceiling)
 for what we receive; what we send is cut to the length the *peer* announced.
 With pynetdicom's default (16 KiB) and Orthanc's default ``MaximumPduLength``
@@ -63,6 +72,18 @@ from filmflow.archive.base import (
     convert_to_plain_sc,
     pixel_sha256,
     read_for_store,
+)
+from filmflow.archive.commitment import (
+    STORAGE_COMMITMENT_PUSH_MODEL,
+    TRANSIENT_FAILURE_REASONS,
+    CommitmentListener,
+    CommitmentOutcome,
+    CommitmentUnsupportedError,
+    acquire_listener,
+    handle_event_report,
+    release_listener,
+    send_commitment_request,
+    wait_for_report,
 )
 from filmflow.config import ArchiveConfig
 from filmflow.errors import ArchiveUnreachableError, ConfigError, StoreFailedError, VerificationError
@@ -127,6 +148,10 @@ class DimseArchive(Archive):
         for sop_class in self.sop_classes:
             for ts in self.transfer_syntaxes:
                 self._query_ae.add_requested_context(sop_class, ts)
+        if self._commitment_wanted:
+            self._query_ae.add_requested_context(STORAGE_COMMITMENT_PUSH_MODEL)
+        self._listener: CommitmentListener | None = None
+        self._commitment_unavailable = ""  # auto mode: why commitment is not used for the rest of the run
         self._roles = [build_role(sop_class, scp_role=True) for sop_class in self.sop_classes]
         self._assoc: Association | None = None
         self._query_assoc: Association | None = None
@@ -192,7 +217,8 @@ class DimseArchive(Archive):
         if self._query_assoc is None or not self._query_assoc.is_established:
             self._drop(self._query_assoc)
             self._query_assoc = self._open(
-                self._query_ae, ext_neg=self._roles, evt_handlers=[(evt.EVT_C_STORE, self._on_c_store)]
+                self._query_ae, ext_neg=self._roles,
+                evt_handlers=[(evt.EVT_C_STORE, self._on_c_store), (evt.EVT_N_EVENT_REPORT, handle_event_report)],
             )
         return self._query_assoc
 
@@ -202,10 +228,13 @@ class DimseArchive(Archive):
             assoc.release()
 
     def close(self) -> None:
-        """Release both associations; idempotent."""
+        """Release both associations and the commitment listener; idempotent."""
         self._drop(self._assoc)
         self._drop(self._query_assoc)
         self._assoc = self._query_assoc = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            release_listener(listener)
 
     # --- check / store ---------------------------------------------------------------------
     def check(self) -> None:
@@ -404,18 +433,31 @@ class DimseArchive(Archive):
         self._received.append(ds)
         return 0x0000
 
-    def verify(self, receipt: StoreReceipt, *, retrieve: bool = True) -> None:
-        """C-FIND the instance; when ``retrieve``, C-GET it and compare the pixel hash.
+    def verify(self, receipt: StoreReceipt, *, retrieve: bool = True) -> CommitmentOutcome:
+        """C-FIND the instance; request Storage Commitment (as configured); when ``retrieve``, C-GET it and compare the pixel hash.
+
+        Returns
+        -------
+        CommitmentOutcome
+            ``committed``, ``unsupported`` (tried, not available: C-FIND/C-GET
+            only) or ``off``, with a note for the report.
 
         Raises
         ------
         VerificationError
+            Missing instance, pixel hash mismatch, the archive reported the
+            instance as failed to commit (transient for failure reasons 0x0110
+            and 0x0213), or ``require`` and the archive does not offer commitment.
         ArchiveUnreachableError
+            No answer; with ``require`` also no commitment report within
+            ``commitment_timeout_s`` (transient: the film stays pushed).
         """
-        if not self._find(receipt.sop_instance_uid, receipt.study_instance_uid, receipt.series_instance_uid):
+        matches = self._find(receipt.sop_instance_uid, receipt.study_instance_uid, receipt.series_instance_uid)
+        if not matches:
             raise archive_error(VerificationError, f"{self.url} does not hold instance {receipt.sop_instance_uid}", transient=False)
+        outcome = self._commit(receipt.sop_class_uid or str(matches[0].get("SOPClassUID", "")), receipt.sop_instance_uid)
         if not retrieve:
-            return
+            return outcome
         query = Dataset()
         query.QueryRetrieveLevel = "IMAGE"
         query.StudyInstanceUID = receipt.study_instance_uid
@@ -441,3 +483,59 @@ class DimseArchive(Archive):
             )
         if receipt.pixel_sha256 and pixel_sha256(got[0]) != receipt.pixel_sha256:
             raise archive_error(VerificationError, f"pixel hash mismatch for {receipt.sop_instance_uid} at {self.url}", transient=False)
+        return outcome
+
+    # --- storage commitment ----------------------------------------------------------------
+    @property
+    def _commitment_wanted(self) -> bool:
+        return self.config.storage_commitment != "off" and self.config.commitment_port > 0
+
+    def _commit(self, sop_class_uid: str, sop_instance_uid: str) -> CommitmentOutcome:
+        """Storage Commitment for one instance (PS3.4 J.3); see :meth:`verify` for outcomes and errors."""
+        cfg = self.config
+        if cfg.storage_commitment == "off":
+            return CommitmentOutcome("off", "storage commitment off (archive.storage_commitment)")
+        if not cfg.commitment_port:
+            return CommitmentOutcome("off", "storage commitment not requested (archive.commitment_port is 0)")
+        if self._commitment_unavailable:
+            return CommitmentOutcome("unsupported", self._commitment_unavailable)
+        listen = f"AE {cfg.calling_ae_title!r} at this host, port {cfg.commitment_port}"
+        try:
+            if self._listener is None:
+                self._listener = acquire_listener(cfg.calling_ae_title, cfg.commitment_host, cfg.commitment_port)
+            with self._lock:
+                assoc = self._query_association()  # an outage here is an outage, not "unsupported"
+                try:
+                    transaction = send_commitment_request(assoc, [(sop_class_uid, sop_instance_uid)], url=self.url)
+                except ArchiveUnreachableError:
+                    self._query_assoc = None
+                    if assoc.is_established:
+                        assoc.abort()
+                    raise
+            report = wait_for_report(transaction, cfg.commitment_timeout_s, url=self.url, listen=listen)
+        except (CommitmentUnsupportedError, ArchiveUnreachableError) as exc:
+            if cfg.storage_commitment == "require":
+                if isinstance(exc, CommitmentUnsupportedError):
+                    raise archive_error(
+                        VerificationError,
+                        f"{exc}; archive.storage_commitment is 'require': enable commitment on the archive or use 'auto'",
+                        transient=False,
+                    ) from None
+                raise
+            self._commitment_unavailable = f"storage commitment unavailable, verified by C-FIND/C-GET instead: {exc}"
+            log.warning("%s; not asked again in this run", self._commitment_unavailable)
+            return CommitmentOutcome("unsupported", self._commitment_unavailable)
+        failed = report.failure(sop_instance_uid)
+        if failed is not None:
+            raise archive_error(
+                VerificationError,
+                f"{self.url} did not commit instance {sop_instance_uid}: failure reason {failed.failure_text}",
+                transient=failed.failure_reason in TRANSIENT_FAILURE_REASONS,
+            )
+        if sop_instance_uid not in report.committed_uids():
+            raise archive_error(
+                VerificationError,
+                f"the storage commitment report from {self.url} does not list instance {sop_instance_uid}",
+                transient=True,
+            )
+        return CommitmentOutcome("committed", f"committed by {self.url} (storage commitment, transaction {transaction})")

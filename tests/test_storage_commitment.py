@@ -1,0 +1,308 @@
+"""DICOM Storage Commitment (PS3.4 Annex J) against the real Orthanc, and against pynetdicom peers.
+
+Orthanc (session fixture ``orthanc``) registers our calling AE ``FILMFLOW`` in
+``DicomModalities`` at 127.0.0.1:``orthanc.calling_aet_port``; a listener on that
+port receives its N-EVENT-REPORTs. A listener on any other port receives
+nothing (the "modality not registered / listener unreachable" case).
+
+- the N-EVENT-REPORT of a request for stored instances lists exactly those SOP
+  Instance UIDs as committed (event type 1);
+- a UID Orthanc does not hold comes back in the Failed SOP Sequence with
+  Failure Reason 0x0112 (event type 2), the others committed;
+- ``DimseArchive.verify`` with commitment: ``committed``; listener unreachable:
+  ``auto`` falls back to C-FIND/C-GET (once, then not asked again in the run),
+  ``require`` raises a transient error;
+- peers without the Push Model context, or answering the N-ACTION with a failure
+  status: ``CommitmentUnsupportedError`` (pynetdicom SCPs on loopback);
+- ``filmflow migrate`` with ``require``: a listener Orthanc cannot reach leaves the
+  films pending; the next run, listening where Orthanc reports, archives them
+  and records ``committed``.
+
+Inputs: synthetic films from :func:`fixtures_orthanc.make_film_file` and the
+labelled batch of :func:`fixtures_orthanc.make_clean_batch` (provenance there).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import pytest
+from pydicom import Dataset, dcmread
+from pydicom.uid import generate_uid
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from filmflow.archive.commitment import (
+    EVENT_ALL_COMMITTED,
+    EVENT_FAILURES_EXIST,
+    STORAGE_COMMITMENT_PUSH_MODEL,
+    CommitmentUnsupportedError,
+    acquire_listener,
+    parse_event_report,
+    release_listener,
+    request_commitment,
+    send_commitment_request,
+)
+from filmflow.archive.dimse import DimseArchive
+from filmflow.config import ArchiveConfig
+from filmflow.errors import ArchiveUnreachableError, ConfigError, VerificationError
+from filmflow.config import load_settings
+from filmflow.report import read_report
+from orthanc_server import free_port
+from test_batch_orthanc import run_migrate
+
+pytestmark = pytest.mark.orthanc
+
+NO_SUCH_OBJECT_INSTANCE = 0x0112
+
+
+def refs(paths):
+    out = []
+    for p in paths:
+        ds = dcmread(p, stop_before_pixels=True)
+        out.append((str(ds.SOPClassUID), str(ds.SOPInstanceUID)))
+    return out
+
+
+def commitment_config(orthanc, mode: str, *, port: int | None = None, timeout_s: float = 10.0) -> ArchiveConfig:
+    return ArchiveConfig(storage_commitment=mode, commitment_port=port or orthanc.calling_aet_port,
+                         commitment_host="127.0.0.1", commitment_timeout_s=timeout_s, timeout_s=10, retries=0)
+
+
+@pytest.fixture
+def push_model_assoc(orthanc_empty):
+    """An association FILMFLOW -> Orthanc with only the Push Model context, and the listener Orthanc reports to."""
+    listener = acquire_listener("FILMFLOW", "127.0.0.1", orthanc_empty.calling_aet_port)
+    ae = AE(ae_title="FILMFLOW")
+    ae.add_requested_context(STORAGE_COMMITMENT_PUSH_MODEL)
+    assoc = ae.associate("127.0.0.1", orthanc_empty.dicom_port, ae_title=orthanc_empty.aet)
+    assert assoc.is_established
+    try:
+        yield assoc
+    finally:
+        assoc.release()
+        release_listener(listener)
+
+
+def store_all(orthanc, paths) -> None:
+    with DimseArchive.from_url(orthanc.dicom_url, ArchiveConfig(timeout_s=10)) as arch:
+        for p in paths:
+            arch.store(p)
+
+
+def test_commitment_report_lists_exactly_the_stored_instances(orthanc_empty, film_files, push_model_assoc):
+    paths = film_files(3)
+    store_all(orthanc_empty, paths)
+    wanted = refs(paths)
+    transaction = generate_uid()
+    report = request_commitment(push_model_assoc, wanted, timeout_s=10, url=orthanc_empty.dicom_url,
+                                transaction_uid=transaction)
+    assert report.transaction_uid == transaction
+    assert report.event_type == EVENT_ALL_COMMITTED
+    assert sorted((r.sop_class_uid, r.sop_instance_uid) for r in report.committed) == sorted(wanted)
+    assert report.failed == ()
+    assert report.calling_ae_title == orthanc_empty.aet
+
+
+def test_uid_not_held_comes_back_failed(orthanc_empty, film_files, push_model_assoc):
+    paths = film_files(2)
+    store_all(orthanc_empty, paths)
+    held = refs(paths)
+    missing = (held[0][0], generate_uid())
+    report = request_commitment(push_model_assoc, [*held, missing], timeout_s=10, url=orthanc_empty.dicom_url)
+    assert report.event_type == EVENT_FAILURES_EXIST
+    assert report.committed_uids() == {uid for _, uid in held}
+    assert [(r.sop_instance_uid, r.failure_reason) for r in report.failed] == [(missing[1], NO_SUCH_OBJECT_INSTANCE)]
+    assert report.failure(missing[1]).failure_text == "0x0112 (no such object instance)"
+    assert report.failure(held[0][1]) is None
+
+
+def test_concurrent_transactions_are_matched_by_uid(orthanc_empty, film_files, push_model_assoc):
+    """Two requests in flight on one listener: each report goes to its own transaction."""
+    from filmflow.archive.commitment import wait_for_report
+
+    a, b = film_files(2)
+    store_all(orthanc_empty, [a, b])
+    (ra,), (rb,) = refs([a]), refs([b])
+    ta = send_commitment_request(push_model_assoc, [ra])
+    tb = send_commitment_request(push_model_assoc, [rb, (rb[0], generate_uid())])
+    report_b, report_a = wait_for_report(tb, 10), wait_for_report(ta, 10)
+    assert report_a.committed_uids() == {ra[1]} and report_a.event_type == EVENT_ALL_COMMITTED
+    assert report_b.committed_uids() == {rb[1]} and len(report_b.failed) == 1
+
+
+def test_verify_commits_then_retrieves(orthanc_empty, film_files):
+    (path,) = film_files(1)
+    with DimseArchive.from_url(orthanc_empty.dicom_url, commitment_config(orthanc_empty, "require")) as arch:
+        receipt = arch.store(path)
+        outcome = arch.verify(receipt, retrieve=True)
+    assert outcome.method == "committed"
+    assert orthanc_empty.dicom_url in outcome.note
+
+
+def test_verify_of_an_instance_the_archive_lost_fails_on_commitment(orthanc_empty, film_files):
+    """Deleted from Orthanc after the store: verify stops at the C-FIND; a commitment request for it fails 0x0112."""
+    (path,) = film_files(1)
+    cfg = commitment_config(orthanc_empty, "require")
+    with DimseArchive.from_url(orthanc_empty.dicom_url, cfg) as arch:
+        receipt = arch.store(path)
+        orthanc_empty.clear()
+        with pytest.raises(VerificationError, match="does not hold"):
+            arch.verify(receipt)
+        with pytest.raises(VerificationError, match=r"did not commit instance .*0x0112") as info:
+            arch._commit(receipt.sop_class_uid, receipt.sop_instance_uid)
+    assert info.value.transient is False
+
+
+def test_listener_unreachable_auto_falls_back_once(orthanc_empty, film_files):
+    paths = film_files(2)
+    cfg = commitment_config(orthanc_empty, "auto", port=free_port(), timeout_s=1.5)  # Orthanc reports elsewhere
+    with DimseArchive.from_url(orthanc_empty.dicom_url, cfg) as arch:
+        receipts = [arch.store(p) for p in paths]
+        t0 = time.monotonic()
+        first = arch.verify(receipts[0])
+        t1 = time.monotonic()
+        second = arch.verify(receipts[1])
+        t2 = time.monotonic()
+    assert first.method == second.method == "unsupported"
+    assert "no storage commitment report" in first.note and "within 1.5 s" in first.note
+    assert "'FILMFLOW'" in first.note and str(cfg.commitment_port) in first.note
+    assert t1 - t0 >= 1.5
+    assert t2 - t1 < 1.0, "auto asks only once per run"
+
+
+def test_listener_unreachable_require_is_transient(orthanc_empty, film_files):
+    (path,) = film_files(1)
+    cfg = commitment_config(orthanc_empty, "require", port=free_port(), timeout_s=1.0)
+    with DimseArchive.from_url(orthanc_empty.dicom_url, cfg) as arch:
+        receipt = arch.store(path)
+        with pytest.raises(ArchiveUnreachableError, match="no storage commitment report") as info:
+            arch.verify(receipt)
+    assert info.value.transient is True
+
+
+def test_off_and_no_port_do_not_ask(orthanc_empty, film_files):
+    (path,) = film_files(1)
+    for cfg, note in ((ArchiveConfig(storage_commitment="off", commitment_port=orthanc_empty.calling_aet_port), "off"),
+                      (ArchiveConfig(), "commitment_port is 0")):
+        with DimseArchive.from_url(orthanc_empty.dicom_url, cfg) as arch:
+            outcome = arch.verify(arch.store(path))
+            assert arch._listener is None
+        assert outcome.method == "off" and note in outcome.note
+
+
+def test_require_without_port_is_a_config_error():
+    with pytest.raises(ConfigError, match="commitment_port"):
+        load_settings(archive={"storage_commitment": "require"})
+
+
+def test_listener_port_in_use_is_transient():
+    port = free_port()
+    first = acquire_listener("FILMFLOW", "127.0.0.1", port)
+    try:
+        blocker = AE(ae_title="OTHER")
+        blocker.add_supported_context(Verification)
+        server = blocker.start_server(("127.0.0.1", free_port()), block=False)
+        busy = server.server_address[1]
+        try:
+            with pytest.raises(ArchiveUnreachableError, match=f"127.0.0.1:{busy}") as info:
+                acquire_listener("FILMFLOW", "127.0.0.1", busy)
+            assert info.value.transient is True
+        finally:
+            server.shutdown()
+        assert acquire_listener("FILMFLOW", "127.0.0.1", port) is first, "one listener per port in a process"
+        release_listener(first)
+        assert first.running
+    finally:
+        release_listener(first)
+    assert not first.running
+
+
+# --- peers that do not offer commitment (pynetdicom SCPs on loopback) ---------------------------
+@pytest.fixture
+def peer():
+    """Start a pynetdicom SCP; ``peer(push_model=..., action_status=...)`` -> an association to it."""
+    servers, assocs = [], []
+
+    def start(*, push_model: bool, action_status: int = 0x0000):
+        ae = AE(ae_title="PEER")
+        ae.add_supported_context(Verification)
+        if push_model:
+            ae.add_supported_context(STORAGE_COMMITMENT_PUSH_MODEL)
+        port = free_port()
+        servers.append(ae.start_server(("127.0.0.1", port), block=False,
+                                       evt_handlers=[(evt.EVT_N_ACTION, lambda event: (action_status, None))]))
+        scu = AE(ae_title="FILMFLOW")
+        scu.add_requested_context(Verification)
+        scu.add_requested_context(STORAGE_COMMITMENT_PUSH_MODEL)
+        assoc = scu.associate("127.0.0.1", port, ae_title="PEER")
+        assert assoc.is_established
+        assocs.append(assoc)
+        return assoc
+
+    yield start
+    for a in assocs:
+        a.release()
+    for s in servers:
+        s.shutdown()
+
+
+def test_peer_without_push_model_context_is_unsupported(peer):
+    assoc = peer(push_model=False)
+    with pytest.raises(CommitmentUnsupportedError, match="no presentation context for Storage Commitment"):
+        send_commitment_request(assoc, [("1.2.840.10008.5.1.4.1.1.7", generate_uid())], url="dicom://PEER")
+
+
+def test_peer_answering_failure_status_is_unsupported(peer):
+    assoc = peer(push_model=True, action_status=0x0110)
+    with pytest.raises(CommitmentUnsupportedError, match="status 0x0110"):
+        send_commitment_request(assoc, [("1.2.840.10008.5.1.4.1.1.7", generate_uid())], url="dicom://PEER")
+
+
+def test_parse_event_report_rejects_malformed_reports():
+    info = Dataset()
+    info.TransactionUID = generate_uid()
+    item = Dataset()
+    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", generate_uid()
+    info.FailedSOPSequence = [item]
+    with pytest.raises(ValueError, match="without Failure Reason"):
+        parse_event_report(EVENT_FAILURES_EXIST, info)
+    with pytest.raises(ValueError, match="event type 3"):
+        parse_event_report(3, info)
+    item.FailureReason = 0x0119
+    assert parse_event_report(EVENT_FAILURES_EXIST, info).failed[0].failure_text == "0x0119 (class / instance conflict)"
+    del info.TransactionUID
+    with pytest.raises(ValueError, match="without Transaction UID"):
+        parse_event_report(EVENT_FAILURES_EXIST, info)
+
+
+# --- the whole CLI ---------------------------------------------------------------------------
+def _records(work) -> dict[str, dict]:
+    with sqlite3.connect(f"file:{work / 'ledger.sqlite'}?mode=ro", uri=True) as conn:
+        return {sop: json.loads(rec) for sop, rec in conn.execute("SELECT sop_instance_uid, record FROM films")}
+
+
+@pytest.mark.slow
+def test_migrate_require_commitment_pending_then_committed(orthanc_empty, clean_batch, tmp_path):
+    batch, _ = clean_batch
+    env = {"FILMFLOW_ARCHIVE__STORAGE_COMMITMENT": "require", "FILMFLOW_ARCHIVE__COMMITMENT_HOST": "127.0.0.1",
+           "FILMFLOW_ARCHIVE__COMMITMENT_TIMEOUT_S": "2", "FILMFLOW_ARCHIVE__RETRIES": "0"}
+    # 1: Orthanc reports to a port nobody listens on: stored, not committed -> pending, nothing archived
+    first = run_migrate(batch, orthanc_empty.dicom_url, tmp_path,
+                        env={**env, "FILMFLOW_ARCHIVE__COMMITMENT_PORT": str(free_port())})
+    processed = [r for r in first if r["sop_instance_uid"] and r["status"] in ("pending", "archived")]
+    assert processed, [(r["status"], r["qc_flags"], r["error"]) for r in first]
+    assert {r["status"] for r in processed} == {"pending"}
+    assert "no storage commitment report" in " ".join(r["error"] for r in processed)
+    # 2: listening where Orthanc reports: every pending film archived, committed
+    second = run_migrate(batch, orthanc_empty.dicom_url, tmp_path,
+                         env={**env, "FILMFLOW_ARCHIVE__COMMITMENT_PORT": str(orthanc_empty.calling_aet_port)})
+    archived = {r["sop_instance_uid"]: r for r in second if r["status"] == "archived"}
+    assert set(archived) == {r["sop_instance_uid"] for r in processed}
+    assert all("committed by " + orthanc_empty.dicom_url in r["notes"] for r in archived.values())
+    records = _records(tmp_path / "work")
+    assert {records[uid]["storage_commitment"] for uid in archived} == {"committed"}
+    assert sorted(i for uid in archived for i in orthanc_empty.find_instance(uid)) == sorted(
+        orthanc_empty.rest("GET", "/instances")), "each film exactly once in the archive"
