@@ -26,9 +26,15 @@ the same process, one film at a time, ``OMP_THREAD_LIMIT=1``. Reported:
   time of this process plus its Tesseract runs (one core each; the CPU figure
   does not grow when other work shares the machine).
 
+The pipeline rows are repeated per Tesseract engine (``--engine``: tesserocr,
+the library loaded once per thread, and pytesseract, one ``tesseract`` program
+run per call) on the same films in the same run. ``--errors`` lists every field
+read wrong (truth, value read, confidence, font, DPI, contrast, cap height).
+
 Usage::
 
     .venv/bin/python bench/ocr_accuracy.py [--quick] [--seed 4] [--no-baseline]
+        [--engine both|tesserocr|pytesseract] [--errors]
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ from filmflow.config import ManifestConfig, OCRConfig, QCConfig  # noqa: E402
 from pipeline.label import read_label  # noqa: E402
 from pipeline.label_fields import parse_label  # noqa: E402
 from pipeline.manifest import reconcile  # noqa: E402
-from pipeline.ocr import ocr_lines  # noqa: E402
+from pipeline.ocr import ocr_lines, tesseract_version  # noqa: E402
 from pipeline.types import LabelReading, ManifestRow  # noqa: E402
 from qc.checks import check_identity, check_label, corroborated_fields  # noqa: E402
 
@@ -98,6 +104,9 @@ def evaluate(films: list[tuple], rows: list[ManifestRow], reader, ocr: OCRConfig
                                              or rec.header.get("PatientID") != truth["PatientID"])
         out.append({
             "ok": {kw: r.value(kw) == v for kw, v in truth.items()},
+            "errors": [(kw, v, r.value(kw), r.fields[kw].confidence if kw in r.fields else None)
+                       for kw, v in truth.items() if r.value(kw) != v],
+            "params": p,
             "found": r.region is not None or bool(r.fields),
             "wrong_pt": bool(wrong_pt),
             "flagged": bool(flags),
@@ -131,6 +140,14 @@ def row(name: str, res: list[dict]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def error_line(engine: str, i: int, r: dict) -> str:
+    p = r["params"]
+    errs = "; ".join(f"{SHORT[kw]}: {t!r} -> {v!r} ({c})" for kw, t, v, c in r["errors"])
+    return (f"{engine} #{i}: {errs}  [{p.font}, {p.dpi:.0f} dpi, cap {p.cap_mm:.1f} mm, contrast {p.contrast:.2f}, "
+            f"blur {p.blur_sigma_px:.1f}, noise {p.noise_sigma:.3f}, k {p.rotation_k}, "
+            f"{'light-on-dark' if p.light_on_dark else 'dark-on-light'}, found {r['found']}]")
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -141,7 +158,17 @@ def machine() -> str:
     except OSError:
         pass
     tver = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
-    return f"nproc {os.cpu_count()}, {cpu}, {platform.python_version()}, {' '.join(tver)}"
+    try:
+        lib = f"; tesserocr {tesserocr_version()} (Tesseract {tesseract_version(OCRConfig(engine='tesserocr'))})"
+    except Exception as exc:  # noqa: BLE001 -- tesserocr missing: say so in the table footer
+        lib = f"; tesserocr unavailable ({type(exc).__name__})"
+    return f"nproc {os.cpu_count()}, {cpu}, {platform.python_version()}, {' '.join(tver)}{lib}"
+
+
+def tesserocr_version() -> str:
+    import tesserocr
+
+    return tesserocr.__version__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,9 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="~60 labels (48 at >=150 dpi + 12 at 100 dpi)")
     ap.add_argument("--seed", type=int, default=4)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--engine", choices=("both", "tesserocr", "pytesseract"), default="both",
+                    help="Tesseract engine(s) of the pipeline rows (the baseline uses the first)")
+    ap.add_argument("--errors", action="store_true", help="list every field read wrong")
     a = ap.parse_args(argv)
     n_main, n_100 = (48, 12) if a.quick else (300, 60)
-    ocr = OCRConfig()
+    engines = ("tesserocr", "pytesseract") if a.engine == "both" else (a.engine,)
+    ocr = OCRConfig(engine=engines[0])
     main_set = generate(n_main, (150.0, 200.0, 300.0), a.seed)
     low_set = generate(n_100, (100.0,), a.seed + 1)
     every = main_set + low_set
@@ -159,22 +190,29 @@ def main(argv: list[str] | None = None) -> int:
                         PatientBirthDate=t["PatientBirthDate"], StudyDate=t["StudyDate"],
                         AccessionNumber=t.get("AccessionNumber", ""), scan_file="")
             for i, (_, t, _, _) in enumerate(every)]
-    res_main = evaluate(main_set, rows, pipeline_read, ocr)
-    res_low = evaluate(low_set, rows, pipeline_read, ocr)
     head = ["set", "n", *(SHORT[k] for k in FIELDS), "all", "wrong-pt", "ID wrong unflagged", "flagged %",
             "wall s/label med / p90", "CPU s/label med / p90"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out.append(row("pipeline, 150-300 dpi", res_main))
-    for font in ("mono", "sans", "mono_regular"):
-        out.append(row(f"  font {font}", [r for r in res_main if r["font"] == font]))
-    for dpi in (150.0, 200.0, 300.0):
-        out.append(row(f"  {dpi:.0f} dpi", [r for r in res_main if r["dpi"] == dpi]))
-    out.append(row("pipeline, 100 dpi", res_low))
+    errors: list[str] = []
+    for engine in engines:
+        cfg = OCRConfig(engine=engine)
+        res_main = evaluate(main_set, rows, pipeline_read, cfg)
+        res_low = evaluate(low_set, rows, pipeline_read, cfg)
+        out.append(row(f"pipeline [{engine}], 150-300 dpi", res_main))
+        for font in ("mono", "sans", "mono_regular"):
+            out.append(row(f"  font {font}", [r for r in res_main if r["font"] == font]))
+        for dpi in (150.0, 200.0, 300.0):
+            out.append(row(f"  {dpi:.0f} dpi", [r for r in res_main if r["dpi"] == dpi]))
+        out.append(row(f"pipeline [{engine}], 100 dpi", res_low))
+        errors += [error_line(engine, i, r) for i, r in enumerate(res_main + res_low) if r["errors"]]
     if not a.no_baseline:
         out.append(row("baseline (whole film, psm 3), 150-300 dpi", evaluate(main_set, rows, baseline_read, ocr)))
         out.append(row("baseline, 100 dpi", evaluate(low_set, rows, baseline_read, ocr)))
     print(f"label OCR accuracy, % exact match; seed {a.seed}; {'quick' if a.quick else 'full'} run")
     print("\n".join(x for x in out if x))
+    if a.errors:
+        print("\nfields read wrong (engine, film, field: truth -> read (confidence); label parameters):")
+        print("\n".join(errors) or "none")
     print(f"\n{time.strftime('%Y-%m-%d %H:%M %Z')}; {machine()}")
     return 0
 

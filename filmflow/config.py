@@ -48,7 +48,17 @@ class DenoiseConfig(BaseModel):
 class OCRConfig(BaseModel):
     """Label reading (pipeline.label, pipeline.ocr, pipeline.label_fields)."""
 
+    engine: Literal["auto", "tesserocr", "pytesseract"] = Field(
+        "auto",
+        description="how Tesseract is run: tesserocr keeps the engine loaded in each thread (no per-call "
+        "start-up), pytesseract runs the tesseract program once per call; auto = tesserocr when importable",
+    )
     tesseract_cmd: str = "tesseract"
+    tessdata_dir: str = Field(
+        "",
+        description="Tesseract's tessdata folder for the tesserocr engine; empty = $TESSDATA_PREFIX, else the "
+        "folder the tesseract program reports, else /usr/share/tesseract-ocr/*/tessdata",
+    )
     lang: str = "eng"
     timeout_s: float = Field(30.0, gt=0)
     name_order: Literal["family_first", "given_first"] = "family_first"

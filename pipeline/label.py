@@ -420,6 +420,14 @@ REREAD_FIELDS = ("PatientID", "PatientBirthDate", "StudyDate", "AccessionNumber"
 #: capital-height units). A light blur merges the dot of a dotted zero (DejaVu Sans Mono)
 #: into its ring, which Tesseract then reads as 0 rather than 6 or 8.
 REREAD_VARIANTS = ((30, 1.0 / 30), (40, 1.0 / 30))
+#: Dark thresholds (fraction of the way from ink, 2nd percentile, to background, 90th percentile,
+#: of the token crop) of the dot-free re-reading (:func:`_undot`); the one that sets the most
+#: dots apart is used (ties: the lightest, which keeps strokes whole). At a mid (Otsu-like)
+#: threshold the dot of DejaVu Sans Mono Bold's zero merges with its ring at 150 DPI; at
+#: 0.2-0.3 it stands apart.
+UNDOT_THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45)
+#: Capital height (px) of the dot-free re-reading.
+_UNDOT_CAP = 40
 #: Fields that settle the orientation: a reading with this many keyed fields at or above
 #: :data:`_PLAUSIBLE_CONF` is not tried upside down.
 _PLAUSIBLE_FIELDS = 3
@@ -434,12 +442,62 @@ def _plausible(fields: dict[str, FieldValue]) -> bool:
     return len(keyed) >= _PLAUSIBLE_FIELDS and ("PatientID" in keyed or "PatientName" in keyed)
 
 
+def _undot(crop: np.ndarray, frac: float) -> tuple[np.ndarray, int]:
+    """Binarise a token crop darkly and erase ink lying inside a hole of a character.
+
+    Parameters
+    ----------
+    crop : ndarray of shape (M, N), uint8
+        Dark text on light (a word of the prepared label, rescaled).
+    frac : float
+        Threshold as a fraction of the way from the ink level (2nd percentile) to the
+        background (90th percentile).
+
+    Returns
+    -------
+    (ndarray of shape (M, N), uint8, int)
+        The binary image (0 ink, 255 background) and how many inner blobs were erased.
+
+    Notes
+    -----
+    The only printed characters of a label with ink inside a hole are dotted zeros (the
+    whitelist has no ``@`` or ``%``); without its dot such a zero is a plain ring, which
+    Tesseract reads as 0 rather than 6 or 8. Holes and the blobs inside them are found as
+    the third level of OpenCV's contour tree (``cv2.findContours``, ``RETR_TREE``: Suzuki &
+    Abe, "Topological structural analysis of digitized binary images by border following",
+    CVGIP 30(1), 1985).
+    """
+    lo, hi = np.percentile(crop, (2, 90))
+    ink = (crop < lo + frac * max(hi - lo, 1.0)).astype(np.uint8)
+    cnts, hier = cv2.findContours(ink, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
+    out = np.where(ink > 0, 0, 255).astype(np.uint8)
+    n = 0
+    if hier is not None:
+        h = hier[0]
+        for i in range(len(cnts)):
+            hole = h[i][3]
+            if hole >= 0 and h[hole][3] >= 0 and h[h[hole][3]][3] < 0:  # ink in a hole of top-level ink
+                cv2.drawContours(out, cnts, i, 255, -1)
+                cv2.drawContours(out, cnts, i, 255, 1)
+                n += 1
+    return out, n
+
+
 def _token_sheet(img: np.ndarray, boxes: list[tuple[int, int, int, int]]):
     """Stack every variant of every token crop of ``img`` on one white sheet, one per row,
-    well apart. Returns (sheet uint8, rows: list of (token index, row0, row1))."""
+    well apart: the :data:`REREAD_VARIANTS`, then the dot-free variant (:func:`_undot`)
+    when the token has a dotted zero. Returns (sheet uint8, rows: list of (token index,
+    row0, row1, dot-free))."""
     gap = 24
     pieces, rows = [], []
     y = gap
+
+    def put(t, v, cap, undotted):
+        nonlocal y
+        pieces.append((y, v))
+        rows.append((t, y, y + v.shape[0], undotted))
+        y += v.shape[0] + gap + cap // 2
+
     for t, (r0, c0, r1, c1) in enumerate(boxes):
         crop = img[r0:r1, c0:c1].astype(np.float32)
         for cap, blur in REREAD_VARIANTS:
@@ -447,10 +505,12 @@ def _token_sheet(img: np.ndarray, boxes: list[tuple[int, int, int, int]]):
             v = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
             if blur > 0:
                 v = cv2.GaussianBlur(v, (0, 0), blur * cap)
-            v = np.clip(v, 0, 255).astype(np.uint8)
-            pieces.append((y, v))
-            rows.append((t, y, y + v.shape[0]))
-            y += v.shape[0] + gap + cap // 2
+            put(t, np.clip(v, 0, 255).astype(np.uint8), cap, False)
+        s = _UNDOT_CAP / TARGET_CAP_PX
+        big = np.clip(cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+        n, v = max(((_undot(big, frac)[1], -i) for i, frac in enumerate(UNDOT_THRESHOLDS)), key=lambda e: e)
+        if n:
+            put(t, _undot(big, UNDOT_THRESHOLDS[-v])[0], _UNDOT_CAP, True)
     width = max(v.shape[1] for _, v in pieces) + 2 * gap
     sheet = np.full((y, width), 255, np.uint8)
     for yy, v in pieces:
@@ -458,7 +518,18 @@ def _token_sheet(img: np.ndarray, boxes: list[tuple[int, int, int, int]]):
     return sheet, rows
 
 
-def _vote(first: FieldValue | None, rereads: Sequence[FieldValue | None]) -> FieldValue | None:
+#: What a dotted zero is misread as when its dot is seen as a stroke.
+_DOTTED_ZERO_MISREADS = frozenset("689")
+
+
+def _explained_by_dots(value: str, undotted: str) -> bool:
+    """``value`` differs from the dot-free reading only by 6/8/9 where that reads 0."""
+    return len(value) == len(undotted) and value != undotted and all(
+        a == b or (b == "0" and a in _DOTTED_ZERO_MISREADS) for a, b in zip(value, undotted))
+
+
+def _vote(first: FieldValue | None, rereads: Sequence[FieldValue | None],
+          undotted: FieldValue | None = None) -> FieldValue | None:
     """Settle a field from its first reading and its re-readings.
 
     The value most readings agree on wins (ties: higher summed confidence). Its confidence is
@@ -467,7 +538,16 @@ def _vote(first: FieldValue | None, rereads: Sequence[FieldValue | None]) -> Fie
     threshold -- unless every re-reading gave that value: the re-readings are the better
     readers of dotted zeros, so the first reading alone may be outvoted, but any doubt among
     them sends the film to review instead of guessing.
+
+    ``undotted`` is the reading of the token with the dots of its dotted zeros erased
+    (:func:`_undot`; given only when such dots were found). It is one more re-reading, and a
+    reading that differs from it only by 6, 8 or 9 where it reads 0 -- the misread the dot
+    causes -- counts as agreeing with it.
     """
+    if undotted is not None:
+        fix = lambda f: (FieldValue(undotted.value, f.confidence, f.raw)  # noqa: E731
+                         if f is not None and _explained_by_dots(f.value, undotted.value) else f)
+        first, rereads = fix(first), [*(fix(r) for r in rereads), undotted]
     readings = [first, *rereads]
     tally: dict[str, list[FieldValue]] = {}
     for fv in readings:
@@ -529,7 +609,7 @@ def reread_tokens(
     for ln in ocr_boxes(sheet, config=config, psm=6, whitelist=LABEL_WHITELIST):
         for bw in ln:
             yc = 0.5 * (bw.box[0] + bw.box[2])
-            for i, (_, y0, y1) in enumerate(rows):
+            for i, (_, y0, y1, _) in enumerate(rows):
                 if y0 - 4 <= yc <= y1 + 4:
                     got.setdefault(i, []).append((bw.box[1], bw.word))
                     break
@@ -537,12 +617,17 @@ def reread_tokens(
     for t, kw in enumerate(todo):
         key = OcrWord(KEYS[kw][0] + ":", 100.0)
         readings: list[FieldValue | None] = []
-        for i, (tt, _, _) in enumerate(rows):
+        undotted: FieldValue | None = None
+        for i, (tt, _, _, dotfree) in enumerate(rows):
             if tt != t:
                 continue
             words = tuple(w for _, w in sorted(got.get(i, []), key=lambda e: e[0]))
-            readings.append(parse_label([OcrLine((key, *words))], config=config).get(kw) if words else None)
-        fv = _vote(fields.get(kw), readings)
+            fv = parse_label([OcrLine((key, *words))], config=config).get(kw) if words else None
+            if dotfree:
+                undotted = fv
+            else:
+                readings.append(fv)
+        fv = _vote(fields.get(kw), readings, undotted)
         if fv is None:
             out.pop(kw, None)
         else:
