@@ -146,6 +146,117 @@ def _rounded_rect_alpha(rows: int, cols: int, radius: float, wobble: np.ndarray 
     return np.clip(0.5 - outside, 0.0, 1.0)
 
 
+#: Fonts of drawn lead markers (Helvetica/Futura-like, as lead letters are cut; urw-base35).
+MARKER_FONTS = (
+    "/usr/share/fonts/opentype/urw-base35/NimbusSans-Bold.otf",
+    "/usr/share/fonts/opentype/urw-base35/URWGothic-Demi.otf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+)
+
+
+def draw_lead_marker(
+    film: np.ndarray,
+    letter: str,
+    *,
+    dpi: float,
+    center: tuple[float, float],
+    height_mm: float = 10.0,
+    rotation_k: int = 0,
+    mirrored: bool = False,
+    frame: bool = False,
+    blur_mm: float = 0.3,
+    font: str | Path | None = None,
+) -> list[int]:
+    """Draw a lead L/R marker onto a film's transmittance in place: a bright, flat letter.
+
+    Lead stops the beam, so the marker's film is as clear as unexposed film (density
+    ``D_MIN``); the edge is softened by the focal spot's penumbra (Gaussian ``blur_mm``).
+
+    Parameters
+    ----------
+    film : ndarray of shape (H, W), float64
+        Upright film intensity as built in :func:`make_film_scan` (``(10**-D)**SCANNER_GAMMA``);
+        modified in place.
+    letter : str
+        ``'L'`` or ``'R'`` (any single character is drawn).
+    dpi : float
+        Film resolution, dots per inch (sets the letter's size in pixels).
+    center : (row, col)
+        Centre of the marker in film pixels.
+    height_mm : float
+        Letter cap height in mm (real markers: 5..30 mm).
+    rotation_k : int
+        Quarter turns (``numpy.rot90``, counter-clockwise) applied to the upright letter;
+        a reader must turn it by ``-rotation_k`` to read it.
+    mirrored : bool
+        Letter laid back to front (mirror image, before the turn).
+    frame : bool
+        A lead frame around the letter, with a gap (a marker holder).
+    blur_mm : float
+        Penumbra, Gaussian sigma in mm (0 = sharp).
+    font : str or Path, optional
+        TrueType/OpenType font; default the first of :data:`MARKER_FONTS` installed.
+
+    Returns
+    -------
+    list of int
+        The letter's box (row0, col0, row1, col1) in film pixels, half-open (clipped to the film).
+
+    Raises
+    ------
+    FileNotFoundError
+        When no marker font is installed.
+    """
+    import cv2
+
+    path = Path(font) if font else next((Path(p) for p in MARKER_FONTS if Path(p).is_file()), None)
+    if path is None or not path.is_file():
+        raise FileNotFoundError("no marker font found; install Debian's fonts-urw-base35 or fonts-dejavu-core")
+    cap_px = max(6.0, height_mm / 25.4 * dpi)
+    size = int(round(cap_px / 0.72)) * 4  # drawn 4x larger, then reduced (anti-aliased)
+    fnt = ImageFont.truetype(str(path), size)
+    img = Image.new("L", (size * 2, size * 2), 0)
+    ImageDraw.Draw(img).text((size // 2, size // 4), letter, fill=255, font=fnt)
+    g = np.asarray(img, dtype=np.float32) / 255.0
+    ys, xs = np.nonzero(g > 0.5)
+    g = g[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    s = cap_px / g.shape[0]
+    g = cv2.resize(g, (max(1, int(round(g.shape[1] * s))), max(1, int(round(cap_px)))), interpolation=cv2.INTER_AREA)
+    if frame:
+        gap, bar = max(2, int(round(0.2 * cap_px))), max(1, int(round(0.08 * cap_px)))
+        h, w = g.shape
+        fr = np.zeros((h + 2 * (gap + bar), w + 2 * (gap + bar)), np.float32)
+        fr[:bar], fr[-bar:], fr[:, :bar], fr[:, -bar:] = 1, 1, 1, 1
+        fr[gap + bar:gap + bar + h, gap + bar:gap + bar + w] = g
+        g, inner = fr, (gap + bar, gap + bar, gap + bar + h, gap + bar + w)
+    else:
+        inner = (0, 0, g.shape[0], g.shape[1])
+    if mirrored:
+        g = np.fliplr(g)
+        inner = (inner[0], g.shape[1] - inner[3], inner[2], g.shape[1] - inner[1])
+    shape0 = g.shape
+    g = np.ascontiguousarray(np.rot90(g, rotation_k))
+    # the letter's box after the turn (as pipeline.orientation.rotate_box)
+    r0, c0, r1, c1 = inner
+    hh, ww = shape0
+    for _ in range(rotation_k % 4):
+        r0, c0, r1, c1 = ww - c1, r0, ww - c0, r1
+        hh, ww = ww, hh
+    if blur_mm > 0:
+        sig = blur_mm / 25.4 * dpi
+        pad = int(np.ceil(3 * sig)) + 1
+        g = cv2.GaussianBlur(np.pad(g, pad), (0, 0), sig)
+        r0, c0, r1, c1 = r0 + pad, c0 + pad, r1 + pad, c1 + pad
+    top, left = int(round(center[0] - g.shape[0] / 2)), int(round(center[1] - g.shape[1] / 2))
+    fh, fw = film.shape
+    t0, l0 = max(0, top), max(0, left)
+    t1, l1 = min(fh, top + g.shape[0]), min(fw, left + g.shape[1])
+    a = np.clip(g[t0 - top:t1 - top, l0 - left:l1 - left], 0.0, 1.0).astype(np.float64)
+    level = (10.0 ** -D_MIN) ** SCANNER_GAMMA
+    film[t0:t1, l0:l1] = film[t0:t1, l0:l1] * (1.0 - a) + level * a
+    return [max(0, top + r0), max(0, left + c0), min(fh, top + r1), min(fw, left + c1)]
+
+
 def make_film_scan(
     radiograph: np.ndarray,
     label_fields: dict[str, str],
@@ -168,6 +279,7 @@ def make_film_scan(
     bed_gradient: float = 0.0,
     source: str = "",
     attribution: str = "",
+    marker: dict | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Simulate a transmissive scan of an X-ray film lying skewed on a bright bed.
 
@@ -212,6 +324,10 @@ def make_film_scan(
     bed_gradient : float
         Uneven illumination: a linear ramp of +-``bed_gradient`` (fraction of the
         level) across the scan, in a random direction.
+    marker : dict, optional
+        Draw a lead L/R marker: keyword arguments of :func:`draw_lead_marker` (``letter``
+        required; ``center`` in upright-film pixels, default a random spot near an edge
+        away from the label). None (default) draws none.
 
     Returns
     -------
@@ -222,7 +338,9 @@ def make_film_scan(
         row1, col1, half-open), ``film_shape`` (rows, cols of the upright film),
         ``label_box`` (row0, col0, row1, col1 in the upright film), ``dpi``,
         ``bits``, ``bits_stored``, ``label_corner``, ``label_rotation_k``,
-        ``date_style``, ``fields``, ``touches_bed_edge``, ``source``, ``attribution``.
+        ``date_style``, ``fields``, ``touches_bed_edge``, ``source``, ``attribution``;
+        with ``marker``, also ``marker`` (``letter``, ``box`` in the upright film,
+        ``rotation_k``, ``mirrored``, ``height_mm``).
 
     Notes
     -----
@@ -263,6 +381,14 @@ def make_film_scan(
     c0 = inset if left else fw - inset - lw
     film[r0 : r0 + lh, c0 : c0 + lw] = 0.08 + 0.78 * lab
     label_box = [r0, c0, r0 + lh, c0 + lw]
+    marker_truth = None
+    if marker is not None:
+        spec = dict(marker)
+        if "center" not in spec:
+            spec["center"] = _marker_spot(rng, (fh, fw), label_box, dpi, float(spec.get("height_mm", 10.0)))
+        mbox = draw_lead_marker(film, dpi=dpi, **spec)
+        marker_truth = {"letter": spec["letter"], "box": mbox, "rotation_k": int(spec.get("rotation_k", 0)) % 4,
+                        "mirrored": bool(spec.get("mirrored", False)), "height_mm": float(spec.get("height_mm", 10.0))}
 
     # darker rim (edge fog) and rounded corners
     rim = max(2, int(round(0.03 * dpi)))
@@ -349,7 +475,27 @@ def make_film_scan(
         "source": source,
         "attribution": attribution,
     }
+    if marker is not None:
+        truth["marker"] = marker_truth
     return out, truth
+
+
+def _marker_spot(rng: np.random.Generator, shape: tuple[int, int], label_box: list[int], dpi: float,
+                 height_mm: float) -> tuple[float, float]:
+    """A random marker centre 0.5..2 inches inside an edge, clear of the label box."""
+    fh, fw = shape
+    half = (height_mm / 25.4 * dpi) * 1.2
+    for _ in range(100):
+        row = float(rng.uniform(0.4 * dpi + half, fh - 0.4 * dpi - half))
+        col = float(rng.uniform(0.4 * dpi + half, fw - 0.4 * dpi - half))
+        near = min(row, fh - row, col, fw - col)
+        if near > 2.0 * dpi:
+            continue
+        r0, c0, r1, c1 = label_box
+        if r0 - half - 0.2 * dpi < row < r1 + half + 0.2 * dpi and c0 - half - 0.2 * dpi < col < c1 + half + 0.2 * dpi:
+            continue
+        return row, col
+    return fh / 2.0, fw / 2.0
 
 
 def write_labelled_batch(

@@ -23,7 +23,7 @@ import numpy as np
 from filmflow.config import Settings
 from filmflow.errors import FilmError, FilmflowError
 from pipeline import denoise as denoise_mod
-from pipeline import dicom_film, geometry, label, manifest, orientation, polarity, scan_io, uids
+from pipeline import dicom_film, geometry, label, manifest, marker, orientation, polarity, scan_io, uids
 from pipeline.types import ManifestRow, Reconciliation
 from qc import checks
 from qc import phash as qc_phash
@@ -174,16 +174,23 @@ def _process(
 
     with timer("ocr"):
         reading = label.read_label(film, dpi=scan.dpi, config=settings.ocr)
-        turns = orientation.turns_from_label(reading.region)
-        if settings.geometry.rotation_k is None and settings.geometry.fix_orientation and turns is not None:
-            if turns:  # scanned upside down: the label says so
+    with timer("marker"):
+        mark = marker.read_marker(film, dpi=scan.dpi, exclude_box=reading.region.box if reading.region else None)
+    decision = orientation.decide_turns(reading.region.rotation_k if reading.region else None,
+                                        mark.rotation_k if mark.confident else None)
+    if settings.geometry.rotation_k is None and settings.geometry.fix_orientation:
+        record["geometry"].update(orientation_source=decision.source, orientation_note=decision.note)
+        if decision.decided:
+            turns = decision.turns
+            if turns:  # scanned turned: the label and/or the lead marker say so
                 reading = orientation.rotate_reading(reading, film.shape, turns)
+                mark = orientation.rotate_marker(mark, film.shape, turns)
                 film = np.ascontiguousarray(np.rot90(film, turns))
             geom = dataclasses.replace(geom, rotation_k=turns, orientation_decided=True,
                                        crop_shape=(int(film.shape[0]), int(film.shape[1])))
             record["geometry"].update(rotation_k=turns, orientation_decided=True, crop_shape=list(geom.crop_shape))
-        exclude = reading.region.box if reading.region else None
-        laterality = label.read_laterality_marker(film, dpi=scan.dpi, exclude_box=exclude)
+    laterality = mark.letter if mark.confident else ""
+    record["marker"] = mark.as_record()
     record.update(
         laterality=laterality,
         ocr_confidence=round(reading.confidence, 1) if reading.fields else "",

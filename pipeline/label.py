@@ -699,62 +699,32 @@ def read_laterality_marker(
     exclude_box: tuple[int, int, int, int] | None = None,
     config: OCRConfig | None = None,
 ) -> str:
-    """Read a lead laterality marker (a bright ``L`` or ``R``) on the film. Best effort.
+    """The L/R lead marker's letter when read confidently; a thin wrapper of
+    :func:`pipeline.marker.read_marker` (which also gives the box, turn and mirror flag).
 
     Parameters
     ----------
     film : ndarray of shape (M, N), uint8 or uint16
-        MONOCHROME2 film (lead markers are the brightest, flat-topped blobs).
+        MONOCHROME2 film (lead markers are bright).
     dpi : float
-        Scan resolution, dots per inch (markers are 5..30 mm letters).
+        Scan resolution, dots per inch (markers are 4..35 mm letters).
     exclude_box : tuple (row0, col0, row1, col1), optional
         Region to ignore, normally the label box.
     config : OCRConfig, optional
+        Unused (the marker is read by template matching, not Tesseract); kept for callers.
 
     Returns
     -------
     str
-        ``'L'``, ``'R'``, or ``''`` when no marker is read with confidence, or
-        both letters are.
+        ``'L'``, ``'R'``, or ``''`` when no marker is read with confidence, it reads
+        mirrored, or both letters are read.
 
     Raises
     ------
-    ToolMissingError, OCRError
-        As :func:`pipeline.ocr.ocr_lines`.
+    ValueError
+        If ``film`` is not a 2-D uint8/uint16 array or ``dpi`` is not positive.
     """
-    _check_film(film, dpi)
-    config = config or OCRConfig()
-    f = _unit(film)
-    scale = min(1.0, 100.0 / dpi)
-    small = cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1.0 else f
-    px_mm = dpi * scale / 25.4
-    thr = max(0.9, float(np.percentile(small, 99.5)) - 0.02)
-    mask = (small >= thr).astype(np.uint8)
-    if exclude_box is not None:
-        r0, c0, r1, c1 = (int(v * scale) for v in exclude_box)
-        mask[max(0, r0 - 2):r1 + 2, max(0, c0 - 2):c1 + 2] = 0
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    found: dict[str, float] = {}
-    for i in range(1, n):
-        x, y, w, h, area = (int(v) for v in stats[i])
-        if not (5 * px_mm <= h <= 30 * px_mm and 3 * px_mm <= w <= 30 * px_mm):
-            continue
-        fill = area / float(w * h)
-        if not 0.2 <= fill <= 0.75:  # letters, not filled blobs
-            continue
-        m = int(h * 0.4)
-        crop = small[max(0, y - m):y + h + m, max(0, x - m):x + w + m]
-        for k in range(4):
-            img = np.rot90(1.0 - crop, k)
-            s = 40.0 / img.shape[0] * 1.6
-            img = cv2.resize(np.ascontiguousarray(img), None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
-            u8 = (np.clip(img, 0, 1) * 255).astype(np.uint8)
-            for line in ocr_lines(u8, config=config, psm=10, whitelist="LR"):
-                for wd in line.words:
-                    if wd.text in ("L", "R") and wd.confidence >= 80:
-                        found[wd.text] = max(found.get(wd.text, 0.0), wd.confidence)
-            if found:
-                break
-    if len(found) == 1:
-        return next(iter(found))
-    return ""
+    from pipeline.marker import read_marker
+
+    reading = read_marker(film, dpi=dpi, exclude_box=exclude_box)
+    return reading.letter if reading.confident else ""
