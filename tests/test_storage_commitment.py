@@ -14,6 +14,8 @@ nothing (the "modality not registered / listener unreachable" case).
   ``require`` raises a transient error;
 - peers without the Push Model context, or answering the N-ACTION with a failure
   status: ``CommitmentUnsupportedError`` (pynetdicom SCPs on loopback);
+- an Orthanc whose modality entry says ``"AllowStorageCommitment": false`` aborts
+  the N-ACTION: ``auto`` falls back at once, ``require`` raises a transient error;
 - ``filmflow migrate`` with ``require``: a listener Orthanc cannot reach leaves the
   films pending; the next run, listening where Orthanc reports, archives them
   and records ``committed``.
@@ -306,3 +308,34 @@ def test_migrate_require_commitment_pending_then_committed(orthanc_empty, clean_
     assert {records[uid]["storage_commitment"] for uid in archived} == {"committed"}
     assert sorted(i for uid in archived for i in orthanc_empty.find_instance(uid)) == sorted(
         orthanc_empty.rest("GET", "/instances")), "each film exactly once in the archive"
+
+
+@pytest.fixture(scope="module")
+def orthanc_no_commitment():
+    """An Orthanc that knows FILMFLOW but does not allow it storage commitment ("AllowStorageCommitment": false)."""
+    from orthanc_server import CALLING_AET, OrthancServer, orthanc_available
+
+    if not orthanc_available():
+        pytest.skip("Debian's orthanc is not installed")
+    port = free_port()
+    entry = {"AET": CALLING_AET, "Host": "127.0.0.1", "Port": port, "AllowEcho": True, "AllowFind": True,
+             "AllowGet": True, "AllowMove": True, "AllowStore": True, "AllowStorageCommitment": False}
+    with OrthancServer(calling_aet_port=port, extra_config={"DicomModalities": {CALLING_AET: entry}}) as server:
+        yield server
+
+
+def test_archive_refusing_commitment_auto_falls_back_require_does_not_archive(orthanc_no_commitment, film_files):
+    """Orthanc 1.10 answers a refused N-ACTION by aborting the association (measured): no status at all."""
+    (path,) = film_files(1)
+    with DimseArchive.from_url(orthanc_no_commitment.dicom_url, commitment_config(orthanc_no_commitment, "auto")) as arch:
+        receipt = arch.store(path)
+        t0 = time.monotonic()
+        outcome = arch.verify(receipt, retrieve=True)  # the C-GET after the refused request still works
+        elapsed = time.monotonic() - t0
+    assert outcome.method == "unsupported", outcome
+    assert "no answer to the storage commitment request" in outcome.note
+    assert elapsed < 5, "a refusal is not a timeout"
+    with DimseArchive.from_url(orthanc_no_commitment.dicom_url, commitment_config(orthanc_no_commitment, "require")) as arch:
+        with pytest.raises(ArchiveUnreachableError, match="no answer to the storage commitment request") as info:
+            arch.verify(arch.store(path))
+    assert info.value.transient is True, "require: the film stays pending and the next run asks again"

@@ -445,7 +445,7 @@ def send_commitment_request(assoc: Association, references: Iterable[tuple[str, 
         raise archive_error(
             ArchiveUnreachableError,
             f"no answer to the storage commitment request (N-ACTION) from {url} (timeout or association aborted);"
-            " the archive may not know our AE title as a modality",
+            " the archive may not know our AE title as a modality, or not allow it storage commitment",
             transient=True,
         )
     code = int(status.Status)

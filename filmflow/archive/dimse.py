@@ -86,7 +86,7 @@ from filmflow.archive.commitment import (
     wait_for_report,
 )
 from filmflow.config import ArchiveConfig
-from filmflow.errors import ArchiveUnreachableError, ConfigError, StoreFailedError, VerificationError
+from filmflow.errors import ArchiveError, ArchiveUnreachableError, ConfigError, StoreFailedError, VerificationError
 
 log = logging.getLogger(__name__)
 
@@ -503,28 +503,23 @@ class DimseArchive(Archive):
         try:
             if self._listener is None:
                 self._listener = acquire_listener(cfg.calling_ae_title, cfg.commitment_host, cfg.commitment_port)
-            with self._lock:
-                assoc = self._query_association()  # an outage here is an outage, not "unsupported"
-                try:
-                    transaction = send_commitment_request(assoc, [(sop_class_uid, sop_instance_uid)], url=self.url)
-                except ArchiveUnreachableError:
-                    self._query_assoc = None
-                    if assoc.is_established:
-                        assoc.abort()
-                    raise
+        except ArchiveUnreachableError as exc:  # our port cannot be bound
+            return self._commitment_unavailable_for(exc)
+        with self._lock:
+            assoc = self._query_association()  # an outage propagates: it says nothing about commitment
+            try:
+                transaction = send_commitment_request(assoc, [(sop_class_uid, sop_instance_uid)], url=self.url)
+            except CommitmentUnsupportedError as exc:
+                return self._commitment_unavailable_for(exc)
+            except ArchiveUnreachableError as exc:  # no N-ACTION response: the association is unusable
+                self._query_assoc = None
+                if assoc.is_established:
+                    assoc.abort()
+                return self._commitment_unavailable_for(exc)
+        try:
             report = wait_for_report(transaction, cfg.commitment_timeout_s, url=self.url, listen=listen)
-        except (CommitmentUnsupportedError, ArchiveUnreachableError) as exc:
-            if cfg.storage_commitment == "require":
-                if isinstance(exc, CommitmentUnsupportedError):
-                    raise archive_error(
-                        VerificationError,
-                        f"{exc}; archive.storage_commitment is 'require': enable commitment on the archive or use 'auto'",
-                        transient=False,
-                    ) from None
-                raise
-            self._commitment_unavailable = f"storage commitment unavailable, verified by C-FIND/C-GET instead: {exc}"
-            log.warning("%s; not asked again in this run", self._commitment_unavailable)
-            return CommitmentOutcome("unsupported", self._commitment_unavailable)
+        except ArchiveUnreachableError as exc:
+            return self._commitment_unavailable_for(exc)
         failed = report.failure(sop_instance_uid)
         if failed is not None:
             raise archive_error(
@@ -539,3 +534,17 @@ class DimseArchive(Archive):
                 transient=True,
             )
         return CommitmentOutcome("committed", f"committed by {self.url} (storage commitment, transaction {transaction})")
+
+    def _commitment_unavailable_for(self, exc: ArchiveError) -> CommitmentOutcome:
+        """``require``: raise (unsupported: permanent VerificationError; no answer: transient). ``auto``: fall back for the run."""
+        if self.config.storage_commitment == "require":
+            if isinstance(exc, CommitmentUnsupportedError):
+                raise archive_error(
+                    VerificationError,
+                    f"{exc}; archive.storage_commitment is 'require': enable commitment on the archive or use 'auto'",
+                    transient=False,
+                ) from None
+            raise exc
+        self._commitment_unavailable = f"storage commitment unavailable, verified without it (C-FIND, C-GET sample): {exc}"
+        log.warning("%s; not asked again in this run", self._commitment_unavailable)
+        return CommitmentOutcome("unsupported", self._commitment_unavailable)
