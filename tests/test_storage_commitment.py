@@ -225,24 +225,38 @@ def test_listener_port_in_use_is_transient():
 # --- peers that do not offer commitment (pynetdicom SCPs on loopback) ---------------------------
 @pytest.fixture
 def peer():
-    """Start a pynetdicom SCP; ``peer(push_model=..., action_status=...)`` -> an association to it."""
+    """Start a pynetdicom SCP; ``peer(push_model=..., action_status=...)`` -> (an association to it, its URL).
+
+    Its C-FIND (Study Root) finds whatever SOP Instance UID it is asked for, so
+    ``DimseArchive.verify`` gets as far as the commitment request.
+    """
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
+
     servers, assocs = [], []
+
+    def on_find(event):
+        ident = Dataset()
+        ident.QueryRetrieveLevel = "IMAGE"
+        ident.SOPInstanceUID = event.identifier.SOPInstanceUID
+        ident.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+        yield 0xFF00, ident
 
     def start(*, push_model: bool, action_status: int = 0x0000):
         ae = AE(ae_title="PEER")
         ae.add_supported_context(Verification)
+        ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
         if push_model:
             ae.add_supported_context(STORAGE_COMMITMENT_PUSH_MODEL)
         port = free_port()
-        servers.append(ae.start_server(("127.0.0.1", port), block=False,
-                                       evt_handlers=[(evt.EVT_N_ACTION, lambda event: (action_status, None))]))
+        servers.append(ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[
+            (evt.EVT_N_ACTION, lambda event: (action_status, None)), (evt.EVT_C_FIND, on_find)]))
         scu = AE(ae_title="FILMFLOW")
         scu.add_requested_context(Verification)
         scu.add_requested_context(STORAGE_COMMITMENT_PUSH_MODEL)
         assoc = scu.associate("127.0.0.1", port, ae_title="PEER")
         assert assoc.is_established
         assocs.append(assoc)
-        return assoc
+        return assoc, f"dicom://PEER@127.0.0.1:{port}"
 
     yield start
     for a in assocs:
@@ -252,15 +266,35 @@ def peer():
 
 
 def test_peer_without_push_model_context_is_unsupported(peer):
-    assoc = peer(push_model=False)
+    assoc, _ = peer(push_model=False)
     with pytest.raises(CommitmentUnsupportedError, match="no presentation context for Storage Commitment"):
         send_commitment_request(assoc, [("1.2.840.10008.5.1.4.1.1.7", generate_uid())], url="dicom://PEER")
 
 
 def test_peer_answering_failure_status_is_unsupported(peer):
-    assoc = peer(push_model=True, action_status=0x0110)
+    assoc, _ = peer(push_model=True, action_status=0x0110)
     with pytest.raises(CommitmentUnsupportedError, match="status 0x0110"):
         send_commitment_request(assoc, [("1.2.840.10008.5.1.4.1.1.7", generate_uid())], url="dicom://PEER")
+
+
+@pytest.mark.parametrize("push_model, status", [(False, 0x0000), (True, 0x0110)])
+def test_verify_against_a_peer_without_commitment(peer, push_model, status):
+    """``auto``: unsupported, C-FIND only, not asked again; ``require``: transient, so the film stays pending."""
+    from filmflow.archive import StoreReceipt
+
+    _, url = peer(push_model=push_model, action_status=status)
+    receipt = StoreReceipt(generate_uid(), "", "", url, sop_class_uid="1.2.840.10008.5.1.4.1.1.7")
+    cfg = dict(commitment_port=free_port(), commitment_host="127.0.0.1", commitment_timeout_s=5, timeout_s=5)
+    reason = "no presentation context for Storage Commitment" if not push_model else "status 0x0110"
+    with DimseArchive.from_url(url, ArchiveConfig(storage_commitment="auto", **cfg)) as arch:
+        outcome = arch.verify(receipt, retrieve=False)
+        again = arch.verify(receipt, retrieve=False)
+    assert outcome.method == "unsupported" and reason in outcome.note
+    assert again == outcome
+    with DimseArchive.from_url(url, ArchiveConfig(storage_commitment="require", **cfg)) as arch:
+        with pytest.raises(VerificationError, match=reason) as info:
+            arch.verify(receipt, retrieve=False)
+    assert info.value.transient is True
 
 
 def test_parse_event_report_rejects_malformed_reports():

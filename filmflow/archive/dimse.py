@@ -447,7 +447,8 @@ class DimseArchive(Archive):
         VerificationError
             Missing instance, pixel hash mismatch, the archive reported the
             instance as failed to commit (transient for failure reasons 0x0110
-            and 0x0213), or ``require`` and the archive does not offer commitment.
+            and 0x0213), or ``require`` and the archive does not offer
+            commitment (transient: the film stays pending until it does).
         ArchiveUnreachableError
             No answer; with ``require`` also no commitment report within
             ``commitment_timeout_s`` (transient: the film stays pushed).
@@ -536,13 +537,13 @@ class DimseArchive(Archive):
         return CommitmentOutcome("committed", f"committed by {self.url} (storage commitment, transaction {transaction})")
 
     def _commitment_unavailable_for(self, exc: ArchiveError) -> CommitmentOutcome:
-        """``require``: raise (unsupported: permanent VerificationError; no answer: transient). ``auto``: fall back for the run."""
+        """``require``: raise, transient (the films stay pending until the archive commits); ``auto``: fall back for the run."""
         if self.config.storage_commitment == "require":
             if isinstance(exc, CommitmentUnsupportedError):
                 raise archive_error(
                     VerificationError,
                     f"{exc}; archive.storage_commitment is 'require': enable commitment on the archive or use 'auto'",
-                    transient=False,
+                    transient=True,  # an archive-side setting: keep the film pending, do not re-process it
                 ) from None
             raise exc
         self._commitment_unavailable = f"storage commitment unavailable, verified without it (C-FIND, C-GET sample): {exc}"
