@@ -36,6 +36,13 @@ class GeometryConfig(BaseModel):
     fix_orientation: bool = True
     rotation_k: int | None = Field(None, ge=0, le=3, description="force quarter turns (counter-clockwise) after deskew; None = automatic")
     fix_polarity: bool = True
+    content_skew_min_confidence: float | None = Field(
+        0.12,
+        ge=0,
+        description="when no film edge is found (film fills the scan, document page), take the skew from the "
+        "image content (text lines, straight structures; pipeline.content_skew) if its confidence is at least "
+        "this; None = never (skew 0)",
+    )
 
 
 class DenoiseConfig(BaseModel):

@@ -152,7 +152,8 @@ def _process(
             pixels = polarity.invert(pixels, bits_stored=scan.bits_stored)
             inverted = True
         margin_px = int(round(settings.geometry.bed_margin_mm / 25.4 * scan.dpi))
-        film, geom = geometry.straighten(pixels, max_skew_deg=settings.geometry.max_skew_deg, margin_px=margin_px)
+        film, geom = geometry.straighten(pixels, max_skew_deg=settings.geometry.max_skew_deg, margin_px=margin_px,
+                                         content_min_confidence=settings.geometry.content_skew_min_confidence)
     with timer("qc_geometry"):
         polarity_margin = checks.polarity_margin(scan.pixels)
         residual_skew = checks.measure_residual_skew(pixels, geom, margin_px=int(round(0.25 * scan.dpi)))
@@ -165,7 +166,7 @@ def _process(
                   geometry={"film_box": list(geom.film_box), "film_quad": [list(p) for p in geom.film_quad],
                             "crop_shape": list(geom.crop_shape), "touches_bed_edge": geom.touches_bed_edge,
                             "film_count": geom.film_count, "rotation_k": geom.rotation_k,
-                            "orientation_decided": geom.orientation_decided})
+                            "orientation_decided": geom.orientation_decided, "skew_source": geom.skew_source})
 
     with timer("denoise"):
         film = denoise_mod.denoise(film, method=settings.denoise.method, strength=settings.denoise.strength)

@@ -25,6 +25,7 @@ rotates by ``-skew_deg``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from filmflow.errors import FilmNotFoundError
+from pipeline.content_skew import estimate_content_skew
 from pipeline.types import Geometry
 
 #: Longest side of the working copy used for segmentation, pixels.
@@ -64,6 +66,10 @@ class FilmDetection:
     sides_measured : int
         How many of the four edges were refined at sub-pixel precision (0 means
         the skew is the coarse minimum-area-rectangle estimate).
+    skew_source : str
+        Where ``skew_deg`` came from: ``edges`` (the film's edges on the bed),
+        ``content`` (no film edge seen; :mod:`pipeline.content_skew` on the whole
+        scan) or ``none`` (no film edge and no dominant direction: skew 0).
     """
 
     quad: tuple[tuple[float, float], ...]
@@ -72,6 +78,7 @@ class FilmDetection:
     touches_bed_edge: bool
     bed_level: float
     sides_measured: int
+    skew_source: str = "edges"
 
 
 def find_film(image: np.ndarray) -> FilmDetection:
@@ -229,6 +236,7 @@ def straighten(
     max_skew_deg: float,
     margin_px: int = 0,
     detection: FilmDetection | None = None,
+    content_min_confidence: float | None = None,
 ) -> tuple[np.ndarray, Geometry]:
     """Rotate the scan by ``-skew_deg`` and crop it to the film, in one interpolation.
 
@@ -241,7 +249,14 @@ def straighten(
     margin_px : int
         Extra bed kept around the film on every side, pixels (>= 0).
     detection : FilmDetection, optional
-        A detection already made on ``image`` (otherwise :func:`find_film` runs).
+        A detection already made on ``image`` (otherwise :func:`find_film` runs,
+        or :func:`find_film_or_content` when ``content_min_confidence`` is set).
+    content_min_confidence : float, optional
+        When no film edge is found, take the skew from the image content if
+        :func:`pipeline.content_skew.estimate_content_skew` is at least this
+        confident (``geometry.content_skew_min_confidence``); None: edges only.
+        A content-skewed scan is rotated onto an expanded canvas (its bounding
+        box), so no corner is cut; the new corners get the scan's border level.
 
     Returns
     -------
@@ -260,7 +275,12 @@ def straighten(
     img = _check_image(image)
     if margin_px < 0:
         raise ValueError("margin_px must be >= 0")
-    det = detection if detection is not None else find_film(img)
+    if detection is not None:
+        det = detection
+    elif content_min_confidence is not None:
+        det = find_film_or_content(img, min_confidence=content_min_confidence, max_angle_deg=min(max_skew_deg, 44.0))
+    else:
+        det = find_film(img)
     if abs(det.skew_deg) > max_skew_deg:
         raise FilmNotFoundError(
             f"film lies rotated by {det.skew_deg:.1f} degrees, more than geometry.max_skew_deg={max_skew_deg}; "
@@ -276,7 +296,11 @@ def straighten(
     # keep pixels whose centre lies inside the film edge (the 50 % transition)
     r0, r1 = math.ceil(top - margin_px), math.floor(bottom + margin_px) + 1
     c0, c1 = math.ceil(left - margin_px), math.floor(right + margin_px) + 1
-    if det.touches_bed_edge:
+    if det.skew_source == "content":
+        # the whole scan rotated: expand the canvas to its bounding box (no corner cut)
+        r0, c0 = math.floor(qr[:, 1].min()), math.floor(qr[:, 0].min())
+        r1, c1 = math.ceil(qr[:, 1].max()) + 1, math.ceil(qr[:, 0].max()) + 1
+    elif det.touches_bed_edge:
         # never extend the crop beyond the rotated scan itself
         box = np.array([[0, 0], [cols - 1, 0], [cols - 1, rows - 1], [0, rows - 1]], dtype=np.float64) @ m[:, :2].T + m[:, 2]
         r0, c0 = max(r0, math.ceil(box[:, 1].min())), max(c0, math.ceil(box[:, 0].min()))
@@ -310,6 +334,7 @@ def straighten(
         rotation_k=0,
         orientation_decided=False,
         inverted=False,
+        skew_source=det.skew_source,
     )
     return film, geom
 
@@ -342,7 +367,9 @@ def _fit_bed_plane(x: np.ndarray, y: np.ndarray, v: np.ndarray, keep: np.ndarray
 def _whole_image(shape: tuple[int, int]) -> FilmDetection:
     rows, cols = shape
     quad = ((0.0, 0.0), (cols - 1.0, 0.0), (cols - 1.0, rows - 1.0), (0.0, rows - 1.0))
-    return FilmDetection(quad=quad, skew_deg=0.0, film_count=1, touches_bed_edge=True, bed_level=0.0, sides_measured=0)
+    return FilmDetection(
+        quad=quad, skew_deg=0.0, film_count=1, touches_bed_edge=True, bed_level=0.0, sides_measured=0, skew_source="none"
+    )
 
 
 def _order_corners(pts: np.ndarray) -> np.ndarray:
@@ -443,3 +470,75 @@ def _intersect(l1: tuple[np.ndarray, np.ndarray], l2: tuple[np.ndarray, np.ndarr
         return (c1 + c2) / 2
     s = np.linalg.solve(a, c2 - c1)
     return c1 + s[0] * d1
+
+
+# --- content-based skew when no film edge is seen (issue 3) --------------------------------------
+def find_film_or_content(image: np.ndarray, *, min_confidence: float, max_angle_deg: float = 20.0) -> FilmDetection:
+    """:func:`find_film`, falling back to the skew of the image content when no film edge is seen.
+
+    Parameters
+    ----------
+    image : ndarray of shape (M, N), uint8 or uint16
+        The positive scan.
+    min_confidence : float
+        Least :attr:`pipeline.content_skew.ContentSkew.confidence` accepted.
+    max_angle_deg : float
+        Content skew search range, +- degrees (at most 44).
+
+    Returns
+    -------
+    FilmDetection
+        From :func:`find_film` when it measured film edges (``skew_source``
+        ``edges``) or found a film smaller than 90 % of the scan. Otherwise (no
+        bright bed around the film, no film-sized region on the bed, or a
+        "film" covering the scan with no edge measured) :func:`content_detection`.
+
+    Raises
+    ------
+    FilmNotFoundError
+        As :func:`find_film` when it found no film and the content has no
+        dominant direction either (a blank scan, a bare bed).
+    """
+    img = _check_image(image)
+    try:
+        det, missed = find_film(img), None
+    except FilmNotFoundError as exc:
+        det, missed = None, exc
+    if det is not None and (det.sides_measured > 0 or cv2.contourArea(np.float32(det.quad)) < 0.9 * img.size):
+        return det  # film edges measured, or a film smaller than the scan
+    content = content_detection(img, min_confidence=min_confidence, max_angle_deg=max_angle_deg)
+    if content.skew_source == "none" and missed is not None:
+        raise missed
+    return content if det is None else dataclasses.replace(content, film_count=det.film_count)
+
+
+def content_detection(image: np.ndarray, *, min_confidence: float, max_angle_deg: float = 20.0) -> FilmDetection:
+    """The whole scan as the film, skewed as its content (text lines, straight structures).
+
+    Parameters
+    ----------
+    image : ndarray of shape (M, N), uint8 or uint16
+        A scan with no film edge visible (the film or page fills it).
+    min_confidence : float
+        Least :attr:`pipeline.content_skew.ContentSkew.confidence` accepted.
+    max_angle_deg : float
+        Content skew search range, +- degrees (at most 44).
+
+    Returns
+    -------
+    FilmDetection
+        ``quad`` the scan's corners, ``touches_bed_edge`` True, ``sides_measured``
+        0; ``skew_deg`` from :func:`pipeline.content_skew.estimate_content_skew`
+        with ``skew_source`` ``content`` when at least ``min_confidence``, else
+        0 and ``none``. ``bed_level`` is the median of the scan's border ring
+        (1 % of the shorter side): :func:`straighten` fills the corners that the
+        rotation uncovers with it.
+    """
+    img = _check_image(image)
+    whole = _whole_image(img.shape)
+    est = estimate_content_skew(img, max_angle_deg=max_angle_deg, min_confidence=min_confidence)
+    if est.angle_deg is None:
+        return whole
+    w = max(2, min(img.shape) // 100)
+    ring = np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[:, :w].ravel(), img[:, -w:].ravel()])
+    return dataclasses.replace(whole, skew_deg=est.angle_deg, bed_level=float(np.median(ring)), skew_source="content")

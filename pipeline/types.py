@@ -84,6 +84,10 @@ class Geometry:
         False when orientation could not be decided from label/markers.
     inverted : bool
         True when the scan came out as a negative and was inverted.
+    skew_source : str
+        Where ``skew_deg`` came from: ``edges`` (film edges on the bed),
+        ``content`` (no film edge seen: text lines / straight structures of the
+        image, :mod:`pipeline.content_skew`) or ``none`` (neither: skew 0).
     """
 
     skew_deg: float
@@ -95,6 +99,7 @@ class Geometry:
     rotation_k: int = 0
     orientation_decided: bool = True
     inverted: bool = False
+    skew_source: str = "edges"
 
 
 @dataclass(frozen=True)
