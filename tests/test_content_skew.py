@@ -1,6 +1,6 @@
 """pipeline.content_skew and the no-film path of pipeline.geometry: skew from the image content.
 
-Test inputs (provenance in tests/data/SOURCES.md and sample_scans/SOURCES.md):
+Test inputs (provenance in tests/data/deskew_peer/SOURCES.md and sample_scans/SOURCES.md):
 
 - tests/data/deskew_peer/deskew-{1,2,3,4,5,7}.png: skewed document scans from the
   ``deskew`` package's tests (MIT); purpose: golden angles on real documents.
