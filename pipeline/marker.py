@@ -16,10 +16,11 @@ Tesseract call per candidate and per turn):
 2. :func:`classify_glyph` -- each candidate is cut from the full-resolution film,
    binarised half way between its own level and its surroundings, normalised to a
    :data:`GLYPH_PX` square (aspect ratio kept) and compared by normalised correlation
-   with a bank of rendered characters (letters, digits; several sans fonts) at the four
-   quarter turns, straight and mirrored. Only a candidate whose nearest template is an
-   ``L`` or ``R`` (not an ``E``, ``P``, ``1``...) is a marker; the turn and the mirror
-   flag of that template are the reading.
+   with a bank of rendered characters (letters, digits; several sans fonts) in eight
+   directions (45-degree steps: markers are often laid diagonally), straight and
+   mirrored. Only a candidate whose nearest template is an ``L`` or ``R`` (not an ``E``,
+   ``P``, ``1``...) is a marker; the direction and the mirror flag of that template are
+   the reading, and a quarter-turn direction is an orientation cue (a diagonal one is not).
 3. :func:`read_marker` -- the best candidate wins; confidence falls with a weak match or a
    close runner-up of another letter/turn; disagreeing confident candidates (an ``L``
    and an ``R``) give no letter.
@@ -96,7 +97,7 @@ class MarkerReading:
         The letter's box in the film, pixels, half-open.
     rotation_k : int or None
         Quarter turns (counter-clockwise, as ``numpy.rot90``) that make the letter upright;
-        None without a letter.
+        None without a letter, or when it lies diagonally (no orientation cue).
     mirrored : bool
         True when the letter reads mirrored (never confident).
     score : float
@@ -160,9 +161,27 @@ def glyph_vector(mask: np.ndarray) -> np.ndarray | None:
     return v / n if n > 0 else None
 
 
+def _turned(glyph: np.ndarray, eighths: int) -> np.ndarray:
+    """``glyph`` (bool) turned clockwise by ``45 * eighths`` degrees (exact for quarter turns)."""
+    if eighths % 2 == 0:
+        return np.rot90(glyph, -(eighths // 2))
+    g = glyph.astype(np.float32)
+    side = int(np.ceil(np.hypot(*g.shape))) + 2
+    pad = np.zeros((side, side), np.float32)
+    r0, c0 = (side - g.shape[0]) // 2, (side - g.shape[1]) // 2
+    pad[r0:r0 + g.shape[0], c0:c0 + g.shape[1]] = g
+    m = cv2.getRotationMatrix2D(((side - 1) / 2.0, (side - 1) / 2.0), -45.0 * eighths, 1.0)
+    return cv2.warpAffine(pad, m, (side, side), flags=cv2.INTER_LINEAR) > 0.5
+
+
 @functools.lru_cache(maxsize=1)
 def _bank() -> tuple[np.ndarray, tuple[tuple[str, int, bool], ...]]:
-    """(templates of shape (T, GLYPH_PX**2) float32, labels (char, rotation_k, mirrored))."""
+    """(templates of shape (T, GLYPH_PX**2) float32, labels (char, eighths, mirrored)).
+
+    ``eighths``: the template is the upright character (mirrored first when ``mirrored``)
+    turned clockwise by ``45 * eighths`` degrees; for an even value it reads upright after
+    ``eighths // 2`` counter-clockwise quarter turns (``numpy.rot90``).
+    """
     vecs, labels = [], []
     fonts = [p for p in TEMPLATE_FONTS if Path(p).is_file()]
     if not fonts:
@@ -175,16 +194,15 @@ def _bank() -> tuple[np.ndarray, tuple[tuple[str, int, bool], ...]]:
             glyph = np.asarray(img) > 127
             for mirrored in (False, True):
                 g0 = np.fliplr(glyph) if mirrored else glyph
-                for k in range(4):
-                    # a letter turned by -k reads upright after k turns (numpy.rot90)
-                    v = glyph_vector(np.rot90(g0, -k))
+                for e in range(8):
+                    v = glyph_vector(_turned(g0, e))
                     if v is not None:
                         vecs.append(v)
-                        labels.append((ch, k, mirrored))
-    return np.stack(vecs), tuple(labels)
+                        labels.append((ch, e, mirrored))
+    return np.ascontiguousarray(np.stack(vecs)), tuple(labels)
 
 
-def classify_glyph(mask: np.ndarray) -> tuple[str, int, bool, float, float]:
+def classify_glyph(mask: np.ndarray) -> tuple[str, int | None, bool, float, float]:
     """Nearest template of a binary glyph.
 
     Parameters
@@ -196,25 +214,29 @@ def classify_glyph(mask: np.ndarray) -> tuple[str, int, bool, float, float]:
     -------
     char : str
         Best-matching character ('' for an empty mask).
-    rotation_k : int
-        Quarter turns (``numpy.rot90``) that make it upright.
+    rotation_k : int or None
+        Quarter turns (``numpy.rot90``) that make it upright; None when it lies
+        diagonally (nearest to a 45-degree template) or the neighbouring turn of the same
+        character scores within 0.02.
     mirrored : bool
     score : float
         Normalised correlation with the best template, -1..1.
     margin : float
-        ``score`` minus the best score of any template with another character, turn or
-        mirror flag.
+        ``score`` minus the best score of a template of another character or mirror flag.
     """
     v = glyph_vector(mask)
     if v is None:
-        return "", 0, False, 0.0, 0.0
+        return "", None, False, 0.0, 0.0
     bank, labels = _bank()
     scores = np.einsum("ij,j->i", bank, v)  # not BLAS: its thread start-up costs more than this product
     order = np.argsort(scores)[::-1]
-    best = labels[order[0]]
-    # the same (char, turn, mirror) in another font is no rival; the same char at another turn is
-    runner = next((scores[i] for i in order[1:] if labels[i] != best), -1.0)
-    return best[0], best[1], best[2], float(scores[order[0]]), float(scores[order[0]] - runner)
+    ch, e, mirrored = labels[order[0]]
+    best = float(scores[order[0]])
+    rival = next((float(scores[i]) for i in order[1:] if (labels[i][0], labels[i][2]) != (ch, mirrored)), -1.0)
+    other_turn = next((float(scores[i]) for i in order[1:] if (labels[i][0], labels[i][2]) == (ch, mirrored)
+                       and labels[i][1] != e), -1.0)
+    k = e // 2 if e % 2 == 0 and best - other_turn >= 0.02 else None
+    return ch, k, mirrored, best, best - rival
 
 
 def find_candidates(
@@ -336,7 +358,8 @@ def read_marker(
     Notes
     -----
     Cost is a resize, one morphological top-hat at :data:`WORK_DPI` and a 24x24
-    correlation against ~3,000 templates per candidate: a few tens of milliseconds per film.
+    correlation against ~6,300 templates per candidate glyph: a few tens of milliseconds
+    per film (bench/marker_accuracy.py), plus ~1 s once per process to render the bank.
     """
     if not isinstance(film, np.ndarray) or film.ndim != 2 or film.dtype not in (np.uint8, np.uint16):
         raise ValueError("film must be a 2-D uint8 or uint16 array")

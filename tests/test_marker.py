@@ -134,6 +134,19 @@ def test_real_marker_mirrored_is_flagged(name, letter):
     assert read_laterality_marker(img, dpi=120.0) == letter
 
 
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_real_lead_marker_on_digitized_film_laid_diagonally(k):
+    """The lead L of MG1's 'L MLO' (NEMA WG04) lies at ~45 degrees: the letter is read, but a
+    diagonal letter gives no orientation cue (rotation_k None), and mirrored it is not confident."""
+    img = np.asarray(Image.open(DATA / "mammo_L_MLO_MG1.png"))
+    assert img.dtype == np.uint16
+    r = read_marker(np.ascontiguousarray(np.rot90(img, k)), dpi=430.0)
+    assert (r.letter, r.rotation_k, r.mirrored, r.confident) == ("L", None, False, True)
+    assert decide_turns(None, r.rotation_k).turns is None
+    m = read_marker(np.ascontiguousarray(np.fliplr(img)), dpi=430.0)
+    assert m.letter == "L" and m.mirrored and not m.confident
+
+
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_rotate_marker_follows_the_film(k):
     img = np.asarray(Image.open(DATA / GOLDEN[0][0]))
