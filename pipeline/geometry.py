@@ -38,11 +38,15 @@ from pipeline.content_skew import estimate_content_skew
 from pipeline.types import Geometry
 
 #: Longest side of the working copy used for segmentation, pixels.
-WORK_SIDE_PX = 1200
+WORK_SIDE_PX = 600
 #: A component must cover this fraction of the scan to count as a film.
 MIN_FILM_FRACTION = 0.02
 #: Share of each side (at each end) skipped when sampling edge points (rounded corners).
 CORNER_SKIP = 0.1
+#: Most edge profiles per side in the first (wide-search) pass, which only re-centres the lines.
+PROFILES_COARSE = 60
+#: Most edge profiles per side in the final pass (at least 2 px apart).
+PROFILES_FINE = 250
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,9 @@ def find_film(image: np.ndarray) -> FilmDetection:
     img = _check_image(image)
     rows, cols = img.shape
     s = max(1, math.ceil(max(rows, cols) / WORK_SIDE_PX))
-    small = cv2.resize(img.astype(np.float32), (max(1, cols // s), max(1, rows // s)), interpolation=cv2.INTER_AREA)
+    # block means over s x s pixels, straight from the integer scan (no full-size float copy)
+    small = cv2.resize(img[: max(1, rows // s) * s, : max(1, cols // s) * s], (max(1, cols // s), max(1, rows // s)),
+                       interpolation=cv2.INTER_AREA).astype(np.float32)
     small = cv2.GaussianBlur(cv2.medianBlur(small, 3), (0, 0), 1.0)  # median: dust specks
 
     lo, hi = np.percentile(small, [0.5, 99.5])
@@ -142,9 +148,10 @@ def find_film(image: np.ndarray) -> FilmDetection:
     if np.percentile(ring, 90) < lo + 0.6 * (hi - lo):
         return whole  # no bright bed around the film: already cropped (or a negative)
     plane, sigma = _fit_bed_plane(rx, ry, ring, ring >= lo + 0.6 * (hi - lo))
-    yy, xx = np.mgrid[0 : small.shape[0], 0 : small.shape[1]]
-    bed_map = plane[0] + plane[1] * xx + plane[2] * yy  # uneven illumination of the bed
-    bed = float(np.median(bed_map[border]))
+    # uneven illumination of the bed, as an outer sum (no coordinate grids)
+    bed_map = (plane[1] * np.arange(small.shape[1], dtype=np.float32))[None, :] + (
+        plane[0] + plane[2] * np.arange(small.shape[0], dtype=np.float32))[:, None]
+    bed = float(np.median(plane[0] + plane[1] * rx + plane[2] * ry))
     margin = max(5.0 * sigma, 0.08 * (bed - lo))
     below = small - bed_map  # negative where darker than the bed
 
@@ -154,32 +161,32 @@ def find_film(image: np.ndarray) -> FilmDetection:
     thr = bed - margin
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-    mask = ndi.binary_fill_holes(mask).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if n <= 1:
+    # outer outlines of the 8-connected regions = the components of the hole-filled mask
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
         raise FilmNotFoundError("no film found on the scanner bed (bed only); check the scan")
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    big = int(np.argmax(areas)) + 1
+    # pixel count of a filled outline: polygon area through the pixel centres + half its perimeter + 1
+    areas = np.array([cv2.contourArea(c) + 0.5 * cv2.arcLength(c, True) + 1.0 for c in contours])
+    big = int(np.argmax(areas))
     total = small.shape[0] * small.shape[1]
     if areas.max() < MIN_FILM_FRACTION * total:
         raise FilmNotFoundError("no film-sized region on the scanner bed (only specks); check the scan")
     film_count = int(np.sum(areas >= max(MIN_FILM_FRACTION * total, 0.2 * areas.max())))
-    x, y, w, h = stats[big, :4]
+    x, y, w, h = cv2.boundingRect(contours[big])
     touches = bool(x <= 1 or y <= 1 or x + w >= small.shape[1] - 1 or y + h >= small.shape[0] - 1)
 
-    contours, _ = cv2.findContours((labels == big).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    rect = cv2.minAreaRect(max(contours, key=cv2.contourArea))
+    rect = cv2.minAreaRect(contours[big])
     corners = cv2.boxPoints(rect).astype(np.float64) * s + (s - 1) / 2.0
     corners = _order_corners(corners)
 
-    # two passes: a wide search around the coarse rectangle, then a narrow one
-    # around the lines of the first pass
+    # two passes: a wide search with few profiles around the coarse rectangle,
+    # then a narrow one with more profiles around the lines of the first pass
     search = 3.0 * s + 10.0
-    for _ in range(2):
+    for max_profiles in (PROFILES_COARSE, PROFILES_FINE):
         lines, weights, angles = [], [], []
         for i in range(4):
             p0, p1 = corners[i], corners[(i + 1) % 4]
-            fit = _refine_side(img, p0, p1, search=search, min_step=0.5 * (bed - thr))
+            fit = _refine_side(img, p0, p1, search=search, min_step=0.5 * (bed - thr), max_profiles=max_profiles)
             if fit is None:
                 d = (p1 - p0) / np.linalg.norm(p1 - p0)
                 lines.append((p0, d))
@@ -395,7 +402,7 @@ def _side_angle(i: int, d: np.ndarray) -> float:
 
 
 def _refine_side(
-    img: np.ndarray, p0: np.ndarray, p1: np.ndarray, *, search: float, min_step: float
+    img: np.ndarray, p0: np.ndarray, p1: np.ndarray, *, search: float, min_step: float, max_profiles: int = 500
 ) -> tuple[np.ndarray, np.ndarray, int, float] | None:
     """Sub-pixel edge points across the side p0->p1 and a robust line through them.
 
@@ -406,7 +413,7 @@ def _refine_side(
     length = float(np.linalg.norm(p1 - p0))
     t = (p1 - p0) / length
     n = np.array([t[1], -t[0]])  # left normal of a clockwise outline points outward
-    step = max(2.0, length / 500.0)
+    step = max(2.0, length / max_profiles)
     u = np.arange(CORNER_SKIP * length, (1 - CORNER_SKIP) * length, step)
     if u.size < 12:
         return None
