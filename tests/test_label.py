@@ -213,3 +213,22 @@ def test_golden_sample_scans_strict(sample_readings):
     misses = [(stem, kw, r.value(kw), v) for stem, d, r in sample_readings if d.get("expect") == "archived"
               for kw, v in d["fields"].items() if r.value(kw) != v]
     assert misses == []
+
+
+
+@pytest.mark.parametrize("contrast", [0.3, 0.25])
+def test_low_contrast_label_found_at_its_box(contrast):
+    """A thin-stroked label (DejaVu Sans Mono, 2.4 mm capitals, blur 1 px, ink only 0.25-0.3 of
+    full scale below the patch) at 150 DPI: the first stroke search, at 75 dpi, averages the
+    strokes away and finds nothing; the min-pooled second search finds the label and the box
+    fits the pasted one within 1.5 mm."""
+    rng = np.random.default_rng(5)
+    p = LabelParams(dpi=150.0, font="mono_regular", cap_mm=2.4, date_style="iso", corner="tr", rotation_k=0,
+                    tilt_deg=0.0, contrast=contrast, blur_sigma_px=1.0, noise_sigma=0.02, source="865336ed.jpg")
+    film, box = embed_label(film_background("865336ed.jpg", 150.0, rng, (7.0, 6.0)), TRUTH, p, rng)
+    small = cv2.resize(label_mod._unit(film), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    assert label_mod._best_candidate(small, 1.0 - small, 75.0, label_mod._STROKE_DIFF) is None
+    reg = locate_label(film, dpi=150.0)
+    assert reg is not None and reg.dark_text and reg.rotation_k == 0
+    tol = int(round(1.5 / 25.4 * 150.0))
+    assert all(abs(a - b) <= tol for a, b in zip(reg.box, box)), (reg.box, box)
