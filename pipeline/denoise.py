@@ -46,8 +46,16 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
         step = max(1, int(round(img.shape[0] * _SIGMA_BAND / (_SIGMA_SAMPLE_PX / img.shape[1]))))
         bands = [img[r:r + _SIGMA_BAND] for r in range(0, img.shape[0] - _SIGMA_BAND + 1, step)]
         img = np.concatenate(bands) if bands else img
-    f = cv2.filter2D(img.astype(np.float32), cv2.CV_32F, _IMMERKAER, borderType=cv2.BORDER_REFLECT)
-    return float(1.4826 * np.median(np.abs(f[1:-1, 1:-1])) / 6.0)
+    f = cv2.filter2D(img, cv2.CV_32F, _IMMERKAER, borderType=cv2.BORDER_REFLECT)
+    # integer image * integer kernel: |f| holds exact integers (< 2**21), so the median comes
+    # from a histogram (same value as np.median, without its sort)
+    v = np.abs(f[1:-1, 1:-1]).astype(np.int32).ravel()
+    if v.size == 0:
+        return 0.0
+    cum = np.cumsum(np.bincount(v))
+    lower = int(np.searchsorted(cum, (v.size - 1) // 2, side="right"))
+    upper = int(np.searchsorted(cum, v.size // 2, side="right"))
+    return float(1.4826 * (lower + upper) / 2.0 / 6.0)
 
 
 def denoise(image: np.ndarray, *, method: Method = "bilateral", strength: float = 1.0) -> np.ndarray:
@@ -98,24 +106,27 @@ def denoise(image: np.ndarray, *, method: Method = "bilateral", strength: float 
     sigma = estimate_noise_sigma(img)
     if sigma <= 0:
         return img.copy()
-    vmin, vmax = int(img.min()), int(img.max())
 
     med = cv2.medianBlur(img, 3)  # medianBlur supports uint16 for ksize 3 and 5
     speck = cv2.absdiff(img, med) > SPECK_SIGMAS * sigma
-    work = img.copy()
-    work[speck] = med[speck]
-    del med, speck
-
     if method == "bilateral":
-        out = cv2.bilateralFilter(work.astype(np.float32), d=5, sigmaColor=2.0 * strength * sigma, sigmaSpace=1.5)
+        # the one float copy bilateralFilter needs (it takes 8U or 32F), specks repaired in it
+        work = img.astype(np.float32)
+        np.copyto(work, med, where=speck)
+        del med, speck
+        out = cv2.bilateralFilter(work, d=5, sigmaColor=2.0 * strength * sigma, sigmaSpace=1.5)
+        del work
+        # a bilateral output is a positive-weighted mean of the (repaired) input, so it stays within
+        # the input's [min, max]: rounding back to the dtype is the only pass needed (cvRound,
+        # saturating; same values as np.rint + clip + astype)
+        return cv2.add(out, 0.0, dtype=cv2.CV_8U if img.dtype == np.uint8 else cv2.CV_16U)
+    work = img.copy()
+    np.copyto(work, med, where=speck)
+    del med, speck
+    h = float(strength * sigma * 0.8)
+    if img.dtype == np.uint16:
+        out = cv2.fastNlMeansDenoising(work, [h], templateWindowSize=5, searchWindowSize=15, normType=cv2.NORM_L1)
     else:
-        h = float(strength * sigma * 0.8)
-        if img.dtype == np.uint16:
-            out = cv2.fastNlMeansDenoising(work, [h], templateWindowSize=5, searchWindowSize=15, normType=cv2.NORM_L1)
-        else:
-            out = cv2.fastNlMeansDenoising(work, h=h, templateWindowSize=5, searchWindowSize=15)
-    if out.dtype == np.float32:  # in place: a 10-Mpx film costs no extra float copies
-        np.rint(out, out=out)
-        np.clip(out, vmin, vmax, out=out)
-        return out.astype(img.dtype)
-    return np.clip(out, vmin, vmax).astype(img.dtype)
+        out = cv2.fastNlMeansDenoising(work, h=h, templateWindowSize=5, searchWindowSize=15)
+    vmin, vmax, _, _ = cv2.minMaxLoc(img)
+    return np.clip(out, int(vmin), int(vmax)).astype(img.dtype, copy=False)

@@ -323,8 +323,12 @@ def straighten(
         film = cv2.warpAffine(
             img, m_crop, (c1 - c0, r1 - r0), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=fill
         )
-        vmin, vmax = int(img.min()), int(img.max())
-        np.clip(film, min(vmin, int(fill)), max(vmax, int(fill)), out=film)
+        # bicubic overshoot: back into the input's own range (one min/max pass over the input;
+        # no clip pass when that range is the whole dtype, where the warp already saturates)
+        vmin, vmax, _, _ = cv2.minMaxLoc(img)
+        lo, hi = int(min(vmin, fill)), int(max(vmax, fill))
+        if lo > 0 or hi < np.iinfo(img.dtype).max:
+            np.clip(film, lo, hi, out=film)
     fb = (
         max(0, math.floor(q[:, 1].min())),
         max(0, math.floor(q[:, 0].min())),
