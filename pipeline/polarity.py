@@ -9,6 +9,9 @@ border, where the bed lies.
 
 from __future__ import annotations
 
+import math
+
+import cv2
 import numpy as np
 
 #: Width of the border ring inspected, as a fraction of the shorter side.
@@ -41,15 +44,52 @@ def detect_inverted(image: np.ndarray) -> bool:
     if img.ndim != 2:
         raise TypeError(f"expected a 2-D image, got shape {img.shape}")
     w = max(2, int(min(img.shape) * RING_FRACTION))
-    ring = np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[:, :w].ravel(), img[:, -w:].ravel()]).astype(np.float64)
-    inner = img[w:-w, w:-w].astype(np.float64)
-    if inner.size == 0:
-        return False
-    p5, p95 = np.percentile(img, [5, 95])
+    if img.dtype in (np.uint8, np.uint16):
+        if min(img.shape) <= 2 * w:
+            return False
+        # exact order statistics from integer histograms (one cv2.calcHist pass, no sort, no float copy)
+        strips = (img[:w], img[-w:], img[w:-w, :w], img[w:-w, -w:])
+        h_inner = _histogram(img[w:-w, w:-w])
+        h_ring = sum(_histogram(a) for a in strips) + _histogram(img[:w, :w]) + _histogram(img[:w, -w:]) \
+            + _histogram(img[-w:, :w]) + _histogram(img[-w:, -w:])  # corners twice, as in the ring of 4 strips
+        h_all = h_inner + sum(_histogram(a) for a in strips)
+        p5, p95 = _percentile_from_hist(h_all, 5), _percentile_from_hist(h_all, 95)
+        r25, r_med, r75 = (_percentile_from_hist(h_ring, q) for q in (25, 50, 75))
+        inner_med = _percentile_from_hist(h_inner, 50)
+    else:
+        ring = np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[:, :w].ravel(), img[:, -w:].ravel()]).astype(np.float64)
+        inner = img[w:-w, w:-w].astype(np.float64)
+        if inner.size == 0:
+            return False
+        p5, p95 = np.percentile(img, [5, 95])
+        r25, r_med, r75 = np.percentile(ring, [25, 50, 75])
+        inner_med = float(np.median(inner))
     spread = max(float(p95 - p5), 1e-9)
-    r_med = float(np.median(ring))
-    uniform = float(np.percentile(ring, 75) - np.percentile(ring, 25)) < 0.1 * spread
-    return bool(uniform and r_med < float(np.median(inner)) - 0.25 * spread)
+    uniform = float(r75 - r25) < 0.1 * spread
+    return bool(uniform and float(r_med) < inner_med - 0.25 * spread)
+
+
+def _histogram(a: np.ndarray) -> np.ndarray:
+    """Exact int64 histogram of a uint8/uint16 array, one bin per value (cv2.calcHist
+    counts in float32, exact below 2**24 per call, so large images go in row chunks)."""
+    bins = 256 if a.dtype == np.uint8 else 65536
+    h = np.zeros(bins, dtype=np.int64)
+    if a.size == 0:
+        return h
+    rows = max(1, (1 << 23) // max(1, a.shape[1]))
+    for r in range(0, a.shape[0], rows):
+        h += cv2.calcHist([a[r : r + rows]], [0], None, [bins], [0, bins]).ravel().astype(np.int64)
+    return h
+
+
+def _percentile_from_hist(h: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear method) of the values counted in ``h``."""
+    cum = np.cumsum(h)
+    idx = q / 100.0 * (cum[-1] - 1)
+    k = int(math.floor(idx))
+    lo = int(np.searchsorted(cum, k, side="right"))
+    hi = int(np.searchsorted(cum, min(k + 1, cum[-1] - 1), side="right"))
+    return lo + (idx - k) * (hi - lo)
 
 
 def invert(image: np.ndarray, *, bits_stored: int | None = None) -> np.ndarray:
