@@ -199,7 +199,32 @@ def _bank() -> tuple[np.ndarray, tuple[tuple[str, int, bool], ...]]:
                     if v is not None:
                         vecs.append(v)
                         labels.append((ch, e, mirrored))
-    return np.ascontiguousarray(np.stack(vecs)), tuple(labels)
+    # fonts that draw a character alike add nothing but cost: keep one of near-duplicates
+    bank = np.stack(vecs)
+    keep: dict[tuple[str, int, bool], list[int]] = {}
+    for i, lab in enumerate(labels):
+        kept = keep.setdefault(lab, [])
+        if not kept or float(np.max(bank[kept] @ bank[i])) < 0.97:
+            kept.append(i)
+    idx = sorted(i for v in keep.values() for i in v)
+    return np.ascontiguousarray(bank[idx]), tuple(labels[i] for i in idx)
+
+
+def _coarse(v: np.ndarray) -> np.ndarray:
+    """Glyph vectors (..., GLYPH_PX**2) pooled 3x3 to (..., (GLYPH_PX // 3)**2), zero mean, unit norm."""
+    n = GLYPH_PX // 3
+    c = v.reshape(v.shape[:-1] + (n, 3, n, 3)).mean(axis=(-3, -1)).reshape(v.shape[:-1] + (n * n,))
+    c = c - c.mean(axis=-1, keepdims=True)
+    return (c / np.maximum(np.linalg.norm(c, axis=-1, keepdims=True), 1e-9)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _coarse_bank() -> np.ndarray:
+    return np.ascontiguousarray(_coarse(_bank()[0]))
+
+
+#: Templates kept by the coarse (8x8) comparison for the full 24x24 one.
+_SHORTLIST = 256
 
 
 def classify_glyph(mask: np.ndarray) -> tuple[str, int | None, bool, float, float]:
@@ -227,8 +252,13 @@ def classify_glyph(mask: np.ndarray) -> tuple[str, int | None, bool, float, floa
     v = glyph_vector(mask)
     if v is None:
         return "", None, False, 0.0, 0.0
-    bank, labels = _bank()
-    scores = np.einsum("ij,j->i", bank, v)  # not BLAS: its thread start-up costs more than this product
+    bank, all_labels = _bank()
+    # coarse to fine: an 8x8 comparison with every template shortlists the full one
+    # (einsum, not BLAS: BLAS's thread start-up costs more than these small products)
+    coarse = np.einsum("ij,j->i", _coarse_bank(), _coarse(v))
+    short = np.argpartition(coarse, -_SHORTLIST)[-_SHORTLIST:]
+    scores = np.einsum("ij,j->i", bank[short], v)
+    labels = [all_labels[i] for i in short]
     order = np.argsort(scores)[::-1]
     ch, e, mirrored = labels[order[0]]
     best = float(scores[order[0]])
@@ -290,10 +320,11 @@ def find_candidates(
 
 
 def _glyph_masks(film: np.ndarray, box: tuple[int, int, int, int], full_scale: float,
-                 dpi: float) -> list[np.ndarray]:
-    """Letter-sized components in a crop around ``box``, thresholded 60 % and 80 % of the way
-    from the surround to the blob's plateau (a penumbra does not close the letter's counters;
-    the higher level cuts a fainter wire or bone edge that touches the letter or its frame)."""
+                 dpi: float, levels: tuple[float, ...] = (0.6,)) -> list[np.ndarray]:
+    """The two largest letter-sized components in a crop around ``box``, thresholded at each
+    of ``levels`` of the way from the surround to the blob's plateau (0.6: a penumbra does not
+    close the letter's counters; 0.8: cuts a fainter wire or bone edge touching the letter or
+    its frame)."""
     r0, c0, r1, c1 = box
     m = max(2, int(0.25 * max(r1 - r0, c1 - c0)))
     R0, C0 = max(0, r0 - m), max(0, c0 - m)
@@ -308,12 +339,12 @@ def _glyph_masks(film: np.ndarray, box: tuple[int, int, int, int], full_scale: f
         return []
     px_mm = dpi * s / 25.4
     out = []
-    for level in (0.6, 0.8):
+    for level in levels:
         ink = (crop >= bg + level * (fg - bg)).astype(np.uint8)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
         inside = np.bincount(labels[inner], minlength=n)
         inside[0] = 0
-        for i in np.argsort(inside)[::-1][:3]:
+        for i in np.argsort(inside)[::-1][:2]:
             if inside[i] == 0:
                 break
             x, y, w, h = (int(v) for v in stats[i][:4])
@@ -372,13 +403,16 @@ def read_marker(
     reads: list[MarkerReading] = []
     for box, _contrast in cands:
         best = None
-        for mask in _glyph_masks(film, box, full_scale, dpi):
-            ch, k, mirrored, score, margin = classify_glyph(mask)
-            if ch not in ("L", "R"):
-                continue
-            conf = 100.0 * float(np.clip((score - 0.55) / 0.25, 0, 1)) * float(np.clip(margin / 0.08, 0, 1))
-            if best is None or conf > best.confidence:
-                best = MarkerReading(ch, round(conf, 1), box, k, mirrored, round(score, 3))
+        for levels in ((0.6,), (0.8,)):  # the higher threshold only when the first gave no clear letter
+            for mask in _glyph_masks(film, box, full_scale, dpi, levels):
+                ch, k, mirrored, score, margin = classify_glyph(mask)
+                if ch not in ("L", "R"):
+                    continue
+                conf = 100.0 * float(np.clip((score - 0.55) / 0.25, 0, 1)) * float(np.clip(margin / 0.08, 0, 1))
+                if best is None or conf > best.confidence:
+                    best = MarkerReading(ch, round(conf, 1), box, k, mirrored, round(score, 3))
+            if best is not None and best.confidence >= MIN_CONFIDENCE:
+                break
         if best is not None:
             reads.append(best)
     if not reads:
