@@ -13,6 +13,15 @@ when the film was built, as the migrate flow does (``Pusher`` gives the record's
 file is streamed. ``storescu`` only streams files, and (like pynetdicom's
 storescu app) does not act on the returned status.
 
+The two "commit" rows add DICOM Storage Commitment (PS3.4 Annex J) to the "hash
+known" C-STORE: "commit, batch" sends one N-ACTION for every film after the
+stores and waits for Orthanc's N-EVENT-REPORT on filmflow's listener;
+"verify+commit each" is the flow's per-film path with ``verify_fraction`` 0
+(C-FIND, then N-ACTION and wait for the report, per film:
+``DimseArchive.verify(retrieve=False)`` with ``storage_commitment = "require"``),
+against "verify each (C-FIND)", the same without commitment.
+``--no-commitment`` leaves them out.
+
 Orthanc runs with ``MaximumPduLength`` 131072 (tests/orthanc_server.py); use
 ``--orthanc-pdu 16384`` for Orthanc's default.
 """
@@ -38,6 +47,7 @@ from orthanc_server import CALLING_AET, OrthancServer  # noqa: E402
 
 from filmflow.archive.dicomweb import ENV_PASSWORD, ENV_TOKEN, ENV_USER, DicomWebArchive  # noqa: E402
 from filmflow.archive.base import pixel_sha256  # noqa: E402
+from filmflow.archive.commitment import acquire_listener, release_listener, request_commitment  # noqa: E402
 from filmflow.archive.dimse import MAX_PDU, DimseArchive  # noqa: E402
 from filmflow.config import ArchiveConfig  # noqa: E402
 
@@ -55,6 +65,46 @@ def run_filmflow(archive_cls, url: str, files: list[Path], hashes: dict[Path, st
         archive.check()
         for f in files:
             archive.store(f, pixel_sha256=(hashes or {}).get(f, ""))
+    return time.perf_counter() - t0
+
+
+def commitment_config(server: OrthancServer) -> ArchiveConfig:
+    """Listen where the throw-away Orthanc reports (its DicomModalities entry for our AE)."""
+    return ArchiveConfig(timeout_s=60, storage_commitment="require", commitment_port=server.calling_aet_port,
+                         commitment_host="127.0.0.1", commitment_timeout_s=60)
+
+
+def run_commit_batch(server: OrthancServer, files: list[Path], hashes: dict[Path, str]) -> float:
+    """C-STORE every film (hash known), then one commitment request for all of them."""
+    cfg = commitment_config(server)
+    t0 = time.perf_counter()
+    listener = acquire_listener(cfg.calling_ae_title, cfg.commitment_host, cfg.commitment_port)
+    try:
+        with DimseArchive.from_url(server.dicom_url, cfg) as archive:
+            receipts = [archive.store(f, pixel_sha256=hashes[f]) for f in files]
+            with archive._lock:  # the archive's query association carries the N-ACTION in the flow too
+                assoc = archive._query_association()
+            t_commit = time.perf_counter()
+            report = request_commitment(assoc, [(r.sop_class_uid, r.sop_instance_uid) for r in receipts],
+                                        timeout_s=cfg.commitment_timeout_s, url=server.dicom_url)
+            t_commit = time.perf_counter() - t_commit
+    finally:
+        release_listener(listener)
+    print(f"  one commitment request for {len(files)} instances: N-ACTION to N-EVENT-REPORT {t_commit:.3f} s")
+    if report.failed or len(report.committed) != len(files):
+        raise SystemExit(f"commitment: {len(report.committed)} committed, {len(report.failed)} failed of {len(files)}")
+    return time.perf_counter() - t0
+
+
+def run_verify_each(server: OrthancServer, files: list[Path], hashes: dict[Path, str], commit: bool) -> float:
+    """The flow's path with verify_fraction 0: C-STORE, then C-FIND (+ commitment when ``commit``) per film."""
+    cfg = commitment_config(server) if commit else ArchiveConfig(timeout_s=60, storage_commitment="off")
+    t0 = time.perf_counter()
+    with DimseArchive.from_url(server.dicom_url, cfg) as archive:
+        for f in files:
+            outcome = archive.verify(archive.store(f, pixel_sha256=hashes[f]), retrieve=False)
+            if outcome.method != ("committed" if commit else "off"):
+                raise SystemExit(f"commitment: {outcome.method} ({outcome.note})")
     return time.perf_counter() - t0
 
 
@@ -77,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rows", type=int, default=1024)
     p.add_argument("--cols", type=int, default=1024)
     p.add_argument("--ts", choices=sorted(TS), default="explicit")
+    p.add_argument("--no-commitment", action="store_true", help="leave out the storage commitment rows")
     p.add_argument("--orthanc-pdu", type=int, default=131072, help="Orthanc's MaximumPduLength (4096..131072)")
     args = p.parse_args(argv)
 
@@ -94,13 +145,20 @@ def main(argv: list[str] | None = None) -> None:
             os.environ.pop(ENV_TOKEN, None)
             os.environ[ENV_USER], os.environ[ENV_PASSWORD] = server.auth
             results: dict[str, float] = {}
-            for name, run in (
+            methods = [
                 ("storescu (dcmtk)", lambda: run_storescu(server, files)),
                 ("filmflow C-STORE", lambda: run_filmflow(DimseArchive, server.dicom_url, files)),
                 ("C-STORE hash known", lambda: run_filmflow(DimseArchive, server.dicom_url, files, hashes)),
                 ("filmflow STOW-RS", lambda: run_filmflow(DicomWebArchive, server.dicomweb_url, files)),
                 ("STOW-RS hash known", lambda: run_filmflow(DicomWebArchive, server.dicomweb_url, files, hashes)),
-            ):
+            ]
+            if not args.no_commitment:
+                methods[3:3] = [
+                    ("C-STORE, commit batch", lambda: run_commit_batch(server, files, hashes)),
+                    ("verify each (C-FIND)", lambda: run_verify_each(server, files, hashes, commit=False)),
+                    ("verify+commit each", lambda: run_verify_each(server, files, hashes, commit=True)),
+                ]
+            for name, run in methods:
                 server.clear()
                 seconds = run()
                 stored = len(server.rest("GET", "/instances"))
@@ -108,9 +166,9 @@ def main(argv: list[str] | None = None) -> None:
                     raise SystemExit(f"{name}: Orthanc holds {stored} of {len(files)} instances")
                 results[name] = seconds
         base = results["storescu (dcmtk)"]
-        print(f"{'method':<20} {'seconds':>8} {'inst/s':>8} {'MB/s':>7} {'vs storescu':>12}")
+        print(f"{'method':<22} {'seconds':>8} {'inst/s':>8} {'MB/s':>7} {'vs storescu':>12}")
         for name, seconds in results.items():
-            print(f"{name:<20} {seconds:8.2f} {len(files) / seconds:8.1f} {mb / seconds:7.1f} {base / seconds:11.2f}x")
+            print(f"{name:<22} {seconds:8.2f} {len(files) / seconds:8.1f} {mb / seconds:7.1f} {base / seconds:11.2f}x")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
