@@ -13,7 +13,9 @@ nothing (the "modality not registered / listener unreachable" case).
   ``auto`` falls back to C-FIND/C-GET (once, then not asked again in the run),
   ``require`` raises a transient error;
 - peers without the Push Model context, or answering the N-ACTION with a failure
-  status: ``CommitmentUnsupportedError`` (pynetdicom SCPs on loopback);
+  status: ``CommitmentUnsupportedError``, ``auto`` falls back, ``require`` stays
+  transient; a peer reporting on the N-ACTION's own association: committed
+  (pynetdicom SCPs on loopback);
 - an Orthanc whose modality entry says ``"AllowStorageCommitment": false`` aborts
   the N-ACTION: ``auto`` falls back at once, ``require`` raises a transient error;
 - ``filmflow migrate`` with ``require``: a listener Orthanc cannot reach leaves the
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -40,6 +43,7 @@ from filmflow.archive.commitment import (
     EVENT_ALL_COMMITTED,
     EVENT_FAILURES_EXIST,
     STORAGE_COMMITMENT_PUSH_MODEL,
+    STORAGE_COMMITMENT_PUSH_MODEL_INSTANCE,
     CommitmentUnsupportedError,
     acquire_listener,
     parse_event_report,
@@ -47,11 +51,10 @@ from filmflow.archive.commitment import (
     request_commitment,
     send_commitment_request,
 )
+from filmflow.archive import StoreReceipt
 from filmflow.archive.dimse import DimseArchive
-from filmflow.config import ArchiveConfig
+from filmflow.config import ArchiveConfig, load_settings
 from filmflow.errors import ArchiveUnreachableError, ConfigError, VerificationError
-from filmflow.config import load_settings
-from filmflow.report import read_report
 from orthanc_server import free_port
 from test_batch_orthanc import run_migrate
 
@@ -225,10 +228,12 @@ def test_listener_port_in_use_is_transient():
 # --- peers that do not offer commitment (pynetdicom SCPs on loopback) ---------------------------
 @pytest.fixture
 def peer():
-    """Start a pynetdicom SCP; ``peer(push_model=..., action_status=...)`` -> (an association to it, its URL).
+    """Start a pynetdicom SCP; ``peer(push_model=..., action_status=..., report=...)`` -> (an association to it, its URL).
 
     Its C-FIND (Study Root) finds whatever SOP Instance UID it is asked for, so
-    ``DimseArchive.verify`` gets as far as the commitment request.
+    ``DimseArchive.verify`` gets as far as the commitment request. With
+    ``report``, it commits every instance of a request and reports 0.2 s later
+    on the association of the N-ACTION (PS3.4 J.3.3 allows either association).
     """
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
 
@@ -241,7 +246,21 @@ def peer():
         ident.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
         yield 0xFF00, ident
 
-    def start(*, push_model: bool, action_status: int = 0x0000):
+    def reporting_action(event):
+        info, assoc = event.action_information, event.assoc
+
+        def later():
+            time.sleep(0.2)
+            report = Dataset()
+            report.TransactionUID = info.TransactionUID
+            report.ReferencedSOPSequence = info.ReferencedSOPSequence
+            assoc.send_n_event_report(report, EVENT_ALL_COMMITTED, STORAGE_COMMITMENT_PUSH_MODEL,
+                                      STORAGE_COMMITMENT_PUSH_MODEL_INSTANCE)
+
+        threading.Thread(target=later, daemon=True).start()
+        return 0x0000, None
+
+    def start(*, push_model: bool, action_status: int = 0x0000, report: bool = False):
         ae = AE(ae_title="PEER")
         ae.add_supported_context(Verification)
         ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
@@ -249,7 +268,8 @@ def peer():
             ae.add_supported_context(STORAGE_COMMITMENT_PUSH_MODEL)
         port = free_port()
         servers.append(ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[
-            (evt.EVT_N_ACTION, lambda event: (action_status, None)), (evt.EVT_C_FIND, on_find)]))
+            (evt.EVT_N_ACTION, reporting_action if report else lambda event: (action_status, None)),
+            (evt.EVT_C_FIND, on_find)]))
         scu = AE(ae_title="FILMFLOW")
         scu.add_requested_context(Verification)
         scu.add_requested_context(STORAGE_COMMITMENT_PUSH_MODEL)
@@ -280,8 +300,6 @@ def test_peer_answering_failure_status_is_unsupported(peer):
 @pytest.mark.parametrize("push_model, status", [(False, 0x0000), (True, 0x0110)])
 def test_verify_against_a_peer_without_commitment(peer, push_model, status):
     """``auto``: unsupported, C-FIND only, not asked again; ``require``: transient, so the film stays pending."""
-    from filmflow.archive import StoreReceipt
-
     _, url = peer(push_model=push_model, action_status=status)
     receipt = StoreReceipt(generate_uid(), "", "", url, sop_class_uid="1.2.840.10008.5.1.4.1.1.7")
     cfg = dict(commitment_port=free_port(), commitment_host="127.0.0.1", commitment_timeout_s=5, timeout_s=5)
@@ -295,6 +313,16 @@ def test_verify_against_a_peer_without_commitment(peer, push_model, status):
         with pytest.raises(VerificationError, match=reason) as info:
             arch.verify(receipt, retrieve=False)
     assert info.value.transient is True
+
+
+def test_report_on_the_association_of_the_request(peer):
+    _, url = peer(push_model=True, report=True)
+    receipt = StoreReceipt(generate_uid(), "", "", url, sop_class_uid="1.2.840.10008.5.1.4.1.1.7")
+    cfg = ArchiveConfig(storage_commitment="require", commitment_port=free_port(), commitment_host="127.0.0.1",
+                        commitment_timeout_s=5, timeout_s=5)  # our listener exists, the peer never calls it
+    with DimseArchive.from_url(url, cfg) as arch:
+        outcome = arch.verify(receipt, retrieve=False)
+    assert outcome.method == "committed", outcome
 
 
 def test_parse_event_report_rejects_malformed_reports():
