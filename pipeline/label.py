@@ -452,6 +452,11 @@ REREAD_FIELDS = ("PatientID", "PatientBirthDate", "StudyDate", "AccessionNumber"
 #: capital-height units). A light blur merges the dot of a dotted zero (DejaVu Sans Mono)
 #: into its ring, which Tesseract then reads as 0 rather than 6 or 8.
 REREAD_VARIANTS = ((30, 1.0 / 30), (40, 1.0 / 30))
+#: Binarised re-readings of each token crop: thresholds as a fraction of the way from the ink
+#: level (2nd percentile) to the background (90th percentile), at capital height
+#: :data:`_UNDOT_CAP`. A dark and a light threshold thin and thicken the strokes, so a
+#: misread that depends on stroke weight (8 read as 6 at 100 DPI) shows up as a split vote.
+REREAD_THRESHOLDS = (0.35, 0.65)
 #: Dark thresholds (fraction of the way from ink, 2nd percentile, to background, 90th percentile,
 #: of the token crop) of the dot-free re-reading (:func:`_undot`); the one that sets the most
 #: dots apart is used (ties: the lightest, which keeps strokes whole). At a mid (Otsu-like)
@@ -474,7 +479,7 @@ def _plausible(fields: dict[str, FieldValue]) -> bool:
     return len(keyed) >= _PLAUSIBLE_FIELDS and ("PatientID" in keyed or "PatientName" in keyed)
 
 
-def _undot(crop: np.ndarray, frac: float) -> tuple[np.ndarray, int]:
+def _undot(crop: np.ndarray, frac: float) -> tuple[np.ndarray, list[float]]:
     """Binarise a token crop darkly and erase ink lying inside a hole of a character.
 
     Parameters
@@ -487,8 +492,9 @@ def _undot(crop: np.ndarray, frac: float) -> tuple[np.ndarray, int]:
 
     Returns
     -------
-    (ndarray of shape (M, N), uint8, int)
-        The binary image (0 ink, 255 background) and how many inner blobs were erased.
+    (ndarray of shape (M, N), uint8, list of float)
+        The binary image (0 ink, 255 background) and the column (pixels) of the centre of
+        each inner blob erased.
 
     Notes
     -----
@@ -503,7 +509,7 @@ def _undot(crop: np.ndarray, frac: float) -> tuple[np.ndarray, int]:
     ink = (crop < lo + frac * max(hi - lo, 1.0)).astype(np.uint8)
     cnts, hier = cv2.findContours(ink, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
     out = np.where(ink > 0, 0, 255).astype(np.uint8)
-    n = 0
+    xs: list[float] = []
     if hier is not None:
         h = hier[0]
         for i in range(len(cnts)):
@@ -511,23 +517,24 @@ def _undot(crop: np.ndarray, frac: float) -> tuple[np.ndarray, int]:
             if hole >= 0 and h[hole][3] >= 0 and h[h[hole][3]][3] < 0:  # ink in a hole of top-level ink
                 cv2.drawContours(out, cnts, i, 255, -1)
                 cv2.drawContours(out, cnts, i, 255, 1)
-                n += 1
-    return out, n
+                xs.append(float(cnts[i][:, 0, 0].mean()))
+    return out, xs
 
 
 def _token_sheet(img: np.ndarray, boxes: list[tuple[int, int, int, int]]):
     """Stack every variant of every token crop of ``img`` on one white sheet, one per row,
-    well apart: the :data:`REREAD_VARIANTS`, then the dot-free variant (:func:`_undot`)
-    when the token has a dotted zero. Returns (sheet uint8, rows: list of (token index,
-    row0, row1, dot-free))."""
+    well apart: the :data:`REREAD_VARIANTS`, the :data:`REREAD_THRESHOLDS` binarisations,
+    then the dot-free variant (:func:`_undot`) when the token has a dotted zero. Returns
+    (sheet uint8, rows: list of (token index, row0, row1, dots)); ``dots`` is None but for
+    the dot-free row: (the erased dots' columns, first and last ink column), in its pixels."""
     gap = 24
     pieces, rows = [], []
     y = gap
 
-    def put(t, v, cap, undotted):
+    def put(t, v, cap, dots):
         nonlocal y
         pieces.append((y, v))
-        rows.append((t, y, y + v.shape[0], undotted))
+        rows.append((t, y, y + v.shape[0], dots))
         y += v.shape[0] + gap + cap // 2
 
     for t, (r0, c0, r1, c1) in enumerate(boxes):
@@ -537,12 +544,17 @@ def _token_sheet(img: np.ndarray, boxes: list[tuple[int, int, int, int]]):
             v = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
             if blur > 0:
                 v = cv2.GaussianBlur(v, (0, 0), blur * cap)
-            put(t, np.clip(v, 0, 255).astype(np.uint8), cap, False)
+            put(t, np.clip(v, 0, 255).astype(np.uint8), cap, None)
         s = _UNDOT_CAP / TARGET_CAP_PX
         big = np.clip(cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
-        n, v = max(((_undot(big, frac)[1], -i) for i, frac in enumerate(UNDOT_THRESHOLDS)), key=lambda e: e)
+        lo, hi = np.percentile(big, (2, 90))
+        for frac in REREAD_THRESHOLDS:
+            put(t, np.where(big < lo + frac * max(hi - lo, 1.0), 0, 255).astype(np.uint8), _UNDOT_CAP, None)
+        n, v = max(((len(_undot(big, frac)[1]), -i) for i, frac in enumerate(UNDOT_THRESHOLDS)), key=lambda e: e)
         if n:
-            put(t, _undot(big, UNDOT_THRESHOLDS[-v])[0], _UNDOT_CAP, True)
+            v, xs = _undot(big, UNDOT_THRESHOLDS[-v])
+            cols = np.flatnonzero((v == 0).any(axis=0))
+            put(t, v, _UNDOT_CAP, (tuple(xs), float(cols[0]), float(cols[-1] + 1)))
     width = max(v.shape[1] for _, v in pieces) + 2 * gap
     sheet = np.full((y, width), 255, np.uint8)
     for yy, v in pieces:
@@ -550,18 +562,33 @@ def _token_sheet(img: np.ndarray, boxes: list[tuple[int, int, int, int]]):
     return sheet, rows
 
 
+#: Fields whose value is one word: a re-read crop of one is joined into a single word.
+_ONE_WORD_FIELDS = ("PatientID", "AccessionNumber")
 #: What a dotted zero is misread as when its dot is seen as a stroke.
 _DOTTED_ZERO_MISREADS = frozenset("689")
 
 
-def _explained_by_dots(value: str, undotted: str) -> bool:
-    """``value`` differs from the dot-free reading only by 6/8/9 where that reads 0."""
+def _explained_by_dots(value: str, undotted: str, at: frozenset[int] | None = None) -> bool:
+    """``value`` differs from the dot-free reading only by 6/8/9 where that reads 0 (and,
+    when ``at`` is given, only at those character positions: where a dot was erased)."""
     return len(value) == len(undotted) and value != undotted and all(
-        a == b or (b == "0" and a in _DOTTED_ZERO_MISREADS) for a, b in zip(value, undotted))
+        a == b or (b == "0" and a in _DOTTED_ZERO_MISREADS and (at is None or i in at))
+        for i, (a, b) in enumerate(zip(value, undotted)))
+
+
+def _dot_positions(raw: str, dots) -> frozenset[int]:
+    """Character positions in ``raw`` (the dot-free reading of a token) of the erased dots,
+    assuming a fixed pitch across the token's ink (dotted zeros are a monospace feature)."""
+    xs, x0, x1 = dots
+    n = len(raw)
+    if n == 0 or x1 <= x0:
+        return frozenset()
+    pitch = (x1 - x0) / n
+    return frozenset(int(np.clip((x - x0) // pitch, 0, n - 1)) for x in xs)
 
 
 def _vote(first: FieldValue | None, rereads: Sequence[FieldValue | None],
-          undotted: FieldValue | None = None) -> FieldValue | None:
+          undotted: FieldValue | None = None, dots: frozenset[int] | None = None) -> FieldValue | None:
     """Settle a field from its first reading and its re-readings.
 
     The value most readings agree on wins (ties: higher summed confidence). Its confidence is
@@ -572,14 +599,27 @@ def _vote(first: FieldValue | None, rereads: Sequence[FieldValue | None],
     them sends the film to review instead of guessing.
 
     ``undotted`` is the reading of the token with the dots of its dotted zeros erased
-    (:func:`_undot`; given only when such dots were found). It is one more re-reading, and a
-    reading that differs from it only by 6, 8 or 9 where it reads 0 -- the misread the dot
-    causes -- counts as agreeing with it.
+    (:func:`_undot`; given only when such dots were found), ``dots`` the positions in its
+    raw text where a dot was erased. It is one more re-reading, and a reading that differs
+    from it only by 6, 8 or 9 where it reads 0 -- the misread the dot causes -- counts as
+    agreeing with it when another reading gave the dot-free value too, or when every such
+    difference sits where a dot was erased (its raw text compared). Otherwise it explains
+    nothing (an 8 whose waist opened at the dark threshold would read 0).
     """
     if undotted is not None:
-        fix = lambda f: (FieldValue(undotted.value, f.confidence, f.raw)  # noqa: E731
-                         if f is not None and _explained_by_dots(f.value, undotted.value) else f)
-        first, rereads = fix(first), [*(fix(r) for r in rereads), undotted]
+        seconded = any(f is not None and f.value == undotted.value for f in (first, *rereads))
+
+        def fix(f: FieldValue | None) -> FieldValue | None:
+            if f is None:
+                return f
+            if (seconded and _explained_by_dots(f.value, undotted.value)) or (
+                    dots and _explained_by_dots(f.raw, undotted.raw, dots)):
+                return FieldValue(undotted.value, f.confidence, f.raw)
+            return f
+
+        first, rereads = fix(first), [fix(r) for r in rereads]
+    if undotted is not None:
+        rereads = [*rereads, undotted]
     readings = [first, *rereads]
     tally: dict[str, list[FieldValue]] = {}
     for fv in readings:
@@ -650,16 +690,22 @@ def reread_tokens(
         key = OcrWord(KEYS[kw][0] + ":", 100.0)
         readings: list[FieldValue | None] = []
         undotted: FieldValue | None = None
-        for i, (tt, _, _, dotfree) in enumerate(rows):
+        at: frozenset[int] | None = None
+        for i, (tt, _, _, dots) in enumerate(rows):
             if tt != t:
                 continue
             words = tuple(w for _, w in sorted(got.get(i, []), key=lambda e: e[0]))
+            if kw in _ONE_WORD_FIELDS and len(words) > 1:
+                # the crop holds one identifier: a gap Tesseract saw inside it (wide letter
+                # spacing at low DPI) is not a word break
+                words = (OcrWord("".join(w.text for w in words), min(w.confidence for w in words)),)
             fv = parse_label([OcrLine((key, *words))], config=config).get(kw) if words else None
-            if dotfree:
+            if dots:
                 undotted = fv
+                at = _dot_positions(fv.raw, dots) if fv is not None else None
             else:
                 readings.append(fv)
-        fv = _vote(fields.get(kw), readings, undotted)
+        fv = _vote(fields.get(kw), readings, undotted, at)
         if fv is None:
             out.pop(kw, None)
         else:
