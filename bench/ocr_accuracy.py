@@ -34,7 +34,7 @@ read wrong (truth, value read, confidence, font, DPI, contrast, cap height).
 Usage::
 
     .venv/bin/python bench/ocr_accuracy.py [--quick] [--seed 4] [--no-baseline]
-        [--engine both|tesserocr|pytesseract] [--errors]
+        [--engine both|tesserocr|pytesseract] [--errors] [--site-formats]
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ from qc.checks import check_identity, check_label, corroborated_fields  # noqa: 
 
 FIELDS = ("PatientName", "PatientID", "PatientBirthDate", "StudyDate", "AccessionNumber", "PatientSex",
           "InstitutionName")
+#: The generator's identifier formats (bench/make_labels.py), as a site would configure them.
+SITE_FORMATS = {"PatientID": ["99999999"], "AccessionNumber": ["A9999999"]}
 SHORT = {"PatientName": "name", "PatientID": "ID", "PatientBirthDate": "DOB", "StudyDate": "date",
          "AccessionNumber": "acc", "PatientSex": "sex", "InstitutionName": "inst"}
 
@@ -179,10 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", choices=("both", "tesserocr", "pytesseract"), default="both",
                     help="Tesseract engine(s) of the pipeline rows (the baseline uses the first)")
     ap.add_argument("--errors", action="store_true", help="list every field read wrong")
+    ap.add_argument("--site-formats", action="store_true",
+                    help="configure the generator's identifier formats as a site would "
+                    "(ocr.field_formats: PatientID 99999999, AccessionNumber A9999999)")
     a = ap.parse_args(argv)
     n_main, n_100 = (48, 12) if a.quick else (300, 60)
     engines = ("tesserocr", "pytesseract") if a.engine == "both" else (a.engine,)
-    ocr = OCRConfig(engine=engines[0])
+    formats = SITE_FORMATS if a.site_formats else {}
+    ocr = OCRConfig(engine=engines[0], field_formats=formats)
     main_set = generate(n_main, (150.0, 200.0, 300.0), a.seed)
     low_set = generate(n_100, (100.0,), a.seed + 1)
     every = main_set + low_set
@@ -195,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     errors: list[str] = []
     for engine in engines:
-        cfg = OCRConfig(engine=engine)
+        cfg = OCRConfig(engine=engine, field_formats=formats)
+        engine = engine + (", site formats" if formats else "")
         res_main = evaluate(main_set, rows, pipeline_read, cfg)
         res_low = evaluate(low_set, rows, pipeline_read, cfg)
         out.append(row(f"pipeline [{engine}], 150-300 dpi", res_main))
@@ -213,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.errors:
         print("\nfields read wrong (engine, film, field: truth -> read (confidence); label parameters):")
         print("\n".join(errors) or "none")
-    print(f"\n{time.strftime('%Y-%m-%d %H:%M %Z')}; {machine()}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M %Z')}; {machine()}; load average at the end {load}")
     return 0
 
 
