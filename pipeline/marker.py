@@ -60,6 +60,8 @@ LETTER_MM = (4.0, 35.0)
 BLOB_MM = 55.0
 #: Square of the grey opening whose residue (white top-hat) keeps marker strokes, mm.
 TOPHAT_MM = 12.0
+#: Top-hat levels (fraction of the film's range) at which candidate blobs are cut.
+TOPHAT_LEVELS = (0.12, 0.22)
 #: Side of the normalised glyph compared with the templates, pixels.
 GLYPH_PX = 24
 #: Confidence (0..100) from which a reading is used for laterality and orientation.
@@ -71,6 +73,7 @@ TEMPLATE_FONTS = (
     "/usr/share/fonts/opentype/urw-base35/NimbusSans-Bold.otf",
     "/usr/share/fonts/opentype/urw-base35/NimbusSans-Regular.otf",
     "/usr/share/fonts/opentype/urw-base35/NimbusSans-Italic.otf",
+    "/usr/share/fonts/opentype/urw-base35/NimbusSansNarrow-Bold.otf",
     "/usr/share/fonts/opentype/urw-base35/URWGothic-Demi.otf",
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-BoldOblique.ttf",
@@ -298,25 +301,36 @@ def find_candidates(
     k = max(3, int(round(TOPHAT_MM * px_mm)) | 1)
     tophat = cv2.morphologyEx(small, cv2.MORPH_TOPHAT, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     bright = float(np.percentile(small, 99.0))
-    mask = ((tophat >= 0.12) & (small >= min(0.6, bright - 0.25))).astype(np.uint8)
+    keep = np.ones(small.shape, bool)
     if exclude_box is not None:
         r0, c0, r1, c1 = (int(v * scale) for v in exclude_box)
-        mask[max(0, r0 - 2):r1 + 3, max(0, c0 - 2):c1 + 3] = 0
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        keep[max(0, r0 - 2):r1 + 3, max(0, c0 - 2):c1 + 3] = False
     lo, hi = LETTER_MM[0] * px_mm, BLOB_MM * px_mm
-    out = []
-    for i in range(1, n):
-        x, y, w, h, area = (int(v) for v in stats[i])
-        long, short = max(w, h), min(w, h)
-        if not (lo <= long <= hi and short >= 0.25 * long and short >= 2):
-            continue
-        if not 0.15 <= area / float(w * h) <= 0.8:
-            continue
-        contrast = float(tophat[y:y + h, x:x + w][labels[y:y + h, x:x + w] == i].mean())
-        box = (int(y / scale), int(x / scale), int(np.ceil((y + h) / scale)), int(np.ceil((x + w) / scale)))
-        out.append((box, contrast))
+    out: list[tuple[tuple[int, int, int, int], float]] = []
+    # a second, higher contrast level separates a letter from bright bone it touches at the first
+    for level in TOPHAT_LEVELS:
+        mask = ((tophat >= level) & (small >= min(0.6, bright - 0.25)) & keep).astype(np.uint8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        for i in range(1, n):
+            x, y, w, h, area = (int(v) for v in stats[i])
+            long, short = max(w, h), min(w, h)
+            if not (lo <= long <= hi and short >= 0.25 * long and short >= 2):
+                continue
+            if not 0.15 <= area / float(w * h) <= 0.8:
+                continue
+            box = (int(y / scale), int(x / scale), int(np.ceil((y + h) / scale)), int(np.ceil((x + w) / scale)))
+            if any(_iou(box, b) > 0.7 for b, _ in out):
+                continue
+            contrast = float(tophat[y:y + h, x:x + w][labels[y:y + h, x:x + w] == i].mean())
+            out.append((box, contrast))
     out.sort(key=lambda t: -t[1])
     return out[:MAX_CANDIDATES]
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def _glyph_masks(film: np.ndarray, box: tuple[int, int, int, int], full_scale: float,
@@ -408,7 +422,8 @@ def read_marker(
                 ch, k, mirrored, score, margin = classify_glyph(mask)
                 if ch not in ("L", "R"):
                     continue
-                conf = 100.0 * float(np.clip((score - 0.55) / 0.25, 0, 1)) * float(np.clip(margin / 0.08, 0, 1))
+                floor = 0.55 if k is not None else 0.70  # a diagonal read has twice the rivals: ask more
+                conf = 100.0 * float(np.clip((score - floor) / 0.25, 0, 1)) * float(np.clip(margin / 0.08, 0, 1))
                 if best is None or conf > best.confidence:
                     best = MarkerReading(ch, round(conf, 1), box, k, mirrored, round(score, 3))
             if best is not None and best.confidence >= MIN_CONFIDENCE:
