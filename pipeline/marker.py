@@ -11,8 +11,8 @@ Tesseract call per candidate and per turn):
    (image minus its grey opening by a :data:`TOPHAT_MM` square, Soille 2003, ch. 4.4) keeps
    bright structures narrower than a marker's strokes are long; pixels that are both
    bright on the film and well above their surroundings are grouped into 8-connected
-   components, kept when letter-sized (physical size from the DPI), compact and not
-   filled (a letter covers 15..80 % of its box).
+   components, kept when letter-sized (physical size from the DPI), compact, not
+   filled (a letter covers 15..80 % of its box) and not cut by the film's edge.
 2. :func:`classify_glyph` -- each candidate is cut from the full-resolution film,
    binarised half way between its own level and its surroundings, normalised to a
    :data:`GLYPH_PX` square (aspect ratio kept) and compared by normalised correlation
@@ -318,6 +318,8 @@ def find_candidates(
                 continue
             if not 0.15 <= area / float(w * h) <= 0.8:
                 continue
+            if x == 0 or y == 0 or x + w >= small.shape[1] or y + h >= small.shape[0]:
+                continue  # cut by the film's edge: not a whole letter
             box = (int(y / scale), int(x / scale), int(np.ceil((y + h) / scale)), int(np.ceil((x + w) / scale)))
             if any(_iou(box, b) > 0.7 for b, _ in out):
                 continue
@@ -422,7 +424,7 @@ def read_marker(
                 ch, k, mirrored, score, margin = classify_glyph(mask)
                 if ch not in ("L", "R"):
                     continue
-                floor = 0.55 if k is not None else 0.70  # a diagonal read has twice the rivals: ask more
+                floor = 0.55 if k is not None else 0.62  # a diagonal read has twice the rivals: ask more
                 conf = 100.0 * float(np.clip((score - floor) / 0.25, 0, 1)) * float(np.clip(margin / 0.08, 0, 1))
                 if best is None or conf > best.confidence:
                     best = MarkerReading(ch, round(conf, 1), box, k, mirrored, round(score, 3))
