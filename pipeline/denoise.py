@@ -113,13 +113,13 @@ def denoise(image: np.ndarray, *, method: Method = "bilateral", strength: float 
         # the one float copy bilateralFilter needs (it takes 8U or 32F), specks repaired in it
         work = img.astype(np.float32)
         np.copyto(work, med, where=speck)
-        del med, speck
+        del speck
         out = cv2.bilateralFilter(work, d=5, sigmaColor=2.0 * strength * sigma, sigmaSpace=1.5)
         del work
         # a bilateral output is a positive-weighted mean of the (repaired) input, so it stays within
         # the input's [min, max]: rounding back to the dtype is the only pass needed (cvRound,
-        # saturating; same values as np.rint + clip + astype)
-        return cv2.add(out, 0.0, dtype=cv2.CV_8U if img.dtype == np.uint8 else cv2.CV_16U)
+        # saturating; same values as np.rint + clip + astype), written into the median's buffer
+        return cv2.add(out, 0.0, dst=med, dtype=cv2.CV_8U if img.dtype == np.uint8 else cv2.CV_16U)
     work = img.copy()
     np.copyto(work, med, where=speck)
     del med, speck

@@ -85,3 +85,35 @@ def test_dust_speck_removed(clean12):
 def test_bad_input(image, kw):
     with pytest.raises(ValueError):
         denoise(image, **kw)
+
+
+@pytest.mark.parametrize("top", [65535, 4095], ids=["16-bit-full-range", "12-bit-stored"])
+def test_bilateral_fast_path_range_and_values(clean12, top):
+    """The bilateral path rounds back with one saturating cv2 pass and no clip: the result must
+    equal the straightforward float reference (rint, clip to the input's range) and never wrap."""
+    rng = np.random.default_rng(3)
+    img = np.clip(np.rint(clean12 * (top / 4095) + rng.normal(0, 0.01 * top, clean12.shape)), 0, top).astype(np.uint16)
+    img[:8, :] = 0
+    img[-8:, :] = top  # hard full-range steps
+    assert int(img.min()) == 0 and int(img.max()) == top
+    out = denoise(img, method="bilateral", strength=1.0)
+    assert out.dtype == np.uint16 and out.shape == img.shape
+    assert int(out.min()) >= 0 and int(out.max()) <= top
+    sigma = estimate_noise_sigma(img)
+    med = cv2.medianBlur(img, 3)
+    work = img.astype(np.float32)
+    speck = np.abs(img.astype(np.int64) - med) > 6.0 * sigma
+    work[speck] = med[speck]
+    ref = np.clip(np.rint(cv2.bilateralFilter(work, d=5, sigmaColor=2.0 * sigma, sigmaSpace=1.5)), 0, top)
+    np.testing.assert_array_equal(out, ref.astype(np.uint16))
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (4, 5), (64, 64), (65, 63)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_noise_sigma_histogram_median_matches_numpy(shape, dtype):
+    rng = np.random.default_rng(sum(shape))
+    img = rng.integers(0, np.iinfo(dtype).max + 1, shape).astype(dtype)
+    f = cv2.filter2D(img.astype(np.float64), cv2.CV_64F, np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64),
+                     borderType=cv2.BORDER_REFLECT)
+    expected = 1.4826 * np.median(np.abs(f[1:-1, 1:-1])) / 6.0
+    assert estimate_noise_sigma(img) == pytest.approx(expected, rel=1e-9)

@@ -223,3 +223,74 @@ def test_uneven_bed_and_wavy_edges(radiograph, seed):
     assert not det.touches_bed_edge and det.sides_measured == 4
     assert det.skew_deg == pytest.approx(-9.0, abs=0.1)
     assert poly_iou(det.quad, truth["film_quad"], scan.shape) >= 0.99
+
+
+# --- fast paths keep the range (warp without a clip pass, histogram statistics) ----------------------
+def _drawn_film(top: int, angle: float) -> np.ndarray:
+    """A film at 0 with hard full-contrast stripes inside, on a bed at ``top`` (uint16), rotated."""
+    img = np.full((400, 360), top, np.uint16)
+    film = np.zeros((260, 220), np.uint16)
+    film[20:-20, 40:80] = top  # bright stripes: bicubic overshoots on both sides of each step
+    film[100:140, 20:-20] = top
+    img[70:330, 70:290] = film
+    m = cv2.getRotationMatrix2D((179.5, 199.5), angle, 1.0)
+    return cv2.warpAffine(img, m, (360, 400), flags=cv2.INTER_NEAREST, borderValue=top)
+
+
+@pytest.mark.parametrize("top", [65535, 4095], ids=["16-bit-full-range", "12-bit-stored"])
+def test_straighten_warp_stays_in_range_without_wrapping(top):
+    scan = _drawn_film(top, 6.0)
+    det = find_film(scan)
+    film, _ = straighten(scan, max_skew_deg=20, margin_px=8, detection=det)
+    assert film.dtype == np.uint16
+    assert int(film.min()) >= 0 and int(film.max()) <= top  # 12-bit: clipped back to the input's own max
+    # reference: the same bicubic warp in float, clipped to the input range, rounded
+    rows, cols = scan.shape
+    m = cv2.getRotationMatrix2D(((cols - 1) / 2, (rows - 1) / 2), -det.skew_deg, 1.0)
+    ref = cv2.warpAffine(scan.astype(np.float32), m, (cols, rows), flags=cv2.INTER_CUBIC, borderValue=float(top))
+    ref = np.clip(np.rint(ref), 0, top)
+    # locate the crop in the reference (same warp, shifted) by the top-left of the crop box
+    q = np.asarray(det.quad) @ m[:, :2].T + m[:, 2]
+    r0, c0 = math.ceil((q[0, 1] + q[1, 1]) / 2 - 8), math.ceil((q[0, 0] + q[3, 0]) / 2 - 8)
+    sub = ref[r0 : r0 + film.shape[0], c0 : c0 + film.shape[1]]
+    # no value wrapped around (an overshoot above 65535 read as a dark pixel would differ by ~65535);
+    # OpenCV's fixed-point 16-bit interpolation differs from the float one by a few levels at the steps
+    assert np.abs(sub.astype(np.int64) - film).max() <= max(8, top // 1000)
+    assert int(film.max()) == top and int(film.min()) == 0
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_polarity_histogram_statistics_match_numpy(dtype):
+    from pipeline.polarity import _histogram, _percentile_from_hist
+
+    rng = np.random.default_rng(11)
+    top = np.iinfo(dtype).max
+    for shape in [(7, 9), (64, 65), (301, 200)]:
+        img = rng.integers(0, top + 1, shape).astype(dtype)
+        img[0, 0], img[-1, -1] = 0, top  # the full range, both ends
+        h = _histogram(img)
+        assert h.sum() == img.size
+        for q in (0, 5, 25, 50, 75, 95, 100):
+            assert _percentile_from_hist(h, q) == pytest.approx(float(np.percentile(img, q)), rel=1e-9, abs=1e-9)
+
+
+def _inverted_by_numpy(img: np.ndarray) -> bool:
+    """The rule of pipeline.polarity.detect_inverted written with numpy sorts (as it was before
+    its histogram statistics)."""
+    w = max(2, int(min(img.shape) * 0.02))
+    ring = np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[:, :w].ravel(), img[:, -w:].ravel()]).astype(np.float64)
+    p5, p95 = np.percentile(img, [5, 95])
+    spread = max(float(p95 - p5), 1e-9)
+    uniform = float(np.percentile(ring, 75) - np.percentile(ring, 25)) < 0.1 * spread
+    return bool(uniform and float(np.median(ring)) < float(np.median(img[w:-w, w:-w])) - 0.25 * spread)
+
+
+@pytest.mark.parametrize(("bits", "bits_stored"), [(16, 16), (16, 12), (8, 8)])
+def test_polarity_full_range_scan_and_negative(radiograph, bits, bits_stored):
+    scan, _ = small_film(radiograph, 2.0, seed=9, bits=bits, bits_stored=bits_stored if bits == 16 else 12)
+    scan = scan.copy()
+    scan[scan.shape[0] // 2, scan.shape[1] // 2] = 0  # both ends of the stored range present
+    scan[scan.shape[0] // 2 + 1, scan.shape[1] // 2] = (1 << bits_stored) - 1
+    neg = invert(scan, bits_stored=bits_stored)
+    assert [detect_inverted(scan), detect_inverted(neg)] == [False, True]
+    assert [_inverted_by_numpy(scan), _inverted_by_numpy(neg)] == [False, True]
