@@ -13,8 +13,10 @@ Prints markdown tables (paste into bench/README.md with date and machine):
 * denoise: PSNR / SSIM against the noise-free film on a 512 x 512 centre patch,
   filmflow bilateral / nlmeans vs cv2.fastNlMeansDenoising (h = sigma) and
   scikit-image denoise_wavelet (BayesShrink) / denoise_tv_chambolle (weight 0.1);
-* time per film: find_film + straighten + denoise (bilateral) vs an I/O floor
-  (load_scan of an uncompressed TIFF + writing the film as uncompressed DICOM with pydicom).
+* time per film: detect_inverted + find_film + straighten + denoise (bilateral) vs an I/O floor
+  (load_scan of an uncompressed TIFF + writing the film as uncompressed DICOM with pydicom), per
+  film size class (small eval films, 8x10 in at 300 DPI, 14x17 in at 150 DPI), CPU time, the code
+  at BASELINE_REV timed beside the current code in the same run.
 """
 
 from __future__ import annotations
@@ -161,42 +163,126 @@ def run_denoise(n: int, every: int) -> None:
         print(f"| {m} | {np.median(p):.2f} | {np.median(ss):.4f} | {1000 * np.median(t):.1f} |")
 
 
-def run_timing(k: int) -> None:
+#: Films of the timing table beyond the small eval films: name -> (film size in, DPI, bits stored, radiograph, skew).
+LARGE_FILMS = {
+    "8x10 in, 300 DPI, 16-bit (12 stored)": ((8.0, 10.0), 300.0, 12, "RG2_UNC.dcm", 4.3),
+    "14x17 in, 150 DPI, 16-bit (16 stored)": ((14.0, 17.0), 150.0, 16, "00870a9c.jpg", -7.1),
+}
+#: The code before the speed-up of the image steps (timed beside the current code).
+BASELINE_REV = "270a537"
+
+
+def large_film(name: str, seed: int) -> tuple[np.ndarray, dict]:
+    """One film of :data:`LARGE_FILMS`, generated like the eval set (noise 1 %, dust, half-inch bed)."""
+    from make_eval_set import FIELDS, radiograph
+
+    from filmflow.synth import make_film_scan
+
+    size, dpi, stored, src, skew = LARGE_FILMS[name]
+    return make_film_scan(radiograph(src), FIELDS, rng=np.random.default_rng(seed), skew_deg=skew, dpi=dpi,
+                          film_size_in=size, bits=16, bits_stored=stored, noise=0.01, margin_in=0.5)
+
+
+def modules_at(rev: str) -> dict:
+    """pipeline.geometry / denoise / polarity as they were at git revision ``rev`` (loaded under
+    other names beside the current ones; their imports resolve to the current helpers)."""
+    import subprocess
+    import types
+
+    root = Path(__file__).resolve().parent.parent
+    mods = {}
+    for name in ("geometry", "denoise", "polarity"):
+        src = subprocess.run(["git", "-C", str(root), "show", f"{rev}:pipeline/{name}.py"],
+                             capture_output=True, text=True, check=True).stdout
+        mod = types.ModuleType(f"baseline_{name}")
+        sys.modules[mod.__name__] = mod  # dataclasses look their module up
+        exec(compile(src, f"{rev}:pipeline/{name}.py", "exec"), mod.__dict__)
+        mods[name] = mod
+    return mods
+
+
+def cpu_best(f, repeats: int):
+    """(best CPU seconds of this process over ``repeats`` calls, last result)."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t = time.process_time()
+        out = f()
+        best = min(best, time.process_time() - t)
+    return best, out
+
+
+def run_timing(k: int, repeats: int = 3, baseline_rev: str | None = BASELINE_REV) -> None:
+    """Time per film of the geometry + denoise stage vs the I/O floor, per film size class.
+
+    Parts as in flows/film.py: polarity check (``detect_inverted`` on the scan), ``find_film``,
+    ``straighten`` (one warp + crop) and bilateral ``denoise`` of the film; I/O floor: ``load_scan``
+    of the scan saved as an uncompressed TIFF + writing the film as an uncompressed DICOM (pydicom,
+    to memory). Each part: best of ``repeats`` runs, CPU time of this process (user + system, one
+    thread), so other jobs on a shared machine inflate it less than wall time. The code at
+    ``baseline_rev`` runs on the same films in the same run.
+    """
+    import os
+
     import pydicom
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-    steps, floor, mpx = [], [], []
+    from pipeline import polarity
+
+    now = {"geometry": sys.modules["pipeline.geometry"], "denoise": sys.modules["pipeline.denoise"], "polarity": polarity}
+    versions = {"now": now}
+    if baseline_rev:
+        versions[f"before ({baseline_rev})"] = modules_at(baseline_rev)
+    classes = {f"small eval films (first {k})": [make_film(i) for i in range(k)]}
+    for j, name in enumerate(LARGE_FILMS):
+        classes[name] = [large_film(name, 7 + j)]
+    load0 = os.getloadavg()
+    rows = []
     with tempfile.TemporaryDirectory() as td:
-        for i in range(k):
-            scan, truth = make_film(i)
-            path = Path(td) / f"s{i}.tif"
-            Image.fromarray(scan).save(path, dpi=(truth["dpi"], truth["dpi"]))  # uncompressed
-            t0 = time.perf_counter()
-            s = load_scan(path, default_dpi=150, max_pixels=10**9)
-            t1 = time.perf_counter()
-            film, _ = straighten(s.pixels, max_skew_deg=20)
-            out = denoise(film, method="bilateral", strength=1.0)
-            t2 = time.perf_counter()
-            ds = pydicom.Dataset()
-            ds.file_meta = FileMetaDataset()
-            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
-            ds.Rows, ds.Columns = out.shape
-            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-            ds.BitsAllocated = 16 if out.dtype == np.uint16 else 8
-            ds.BitsStored, ds.HighBit, ds.PixelRepresentation = s.bits_stored, s.bits_stored - 1, 0
-            ds.PixelData = out.tobytes()
-            buf = io.BytesIO()
-            ds.save_as(buf, enforce_file_format=True)
-            t3 = time.perf_counter()
-            steps.append(t2 - t1)
-            floor.append((t1 - t0) + (t3 - t2))
-            mpx.append(scan.size / 1e6)
-    print(f"\n### Time per film ({k} films, {np.median(mpx):.1f} Mpx median scan)\n")
-    print("| part | median ms | max ms |\n|---|---|---|")
-    print(f"| geometry (find + straighten) + denoise bilateral | {1000 * np.median(steps):.0f} | {1000 * max(steps):.0f} |")
-    print(f"| I/O floor: load_scan (uncompressed TIFF) + pydicom write (uncompressed) | {1000 * np.median(floor):.0f} | {1000 * max(floor):.0f} |")
+        for cname, films in classes.items():
+            per = {v: [] for v in versions}  # version -> list of (polarity, find, straighten, denoise)
+            floors, mpx = [], []
+            for i, (scan, truth) in enumerate(films):
+                path = Path(td) / f"s{i}.tif"
+                Image.fromarray(scan).save(path, dpi=(truth["dpi"], truth["dpi"]))  # uncompressed
+                for vname, m in versions.items():
+                    geo, dn, pol = m["geometry"], m["denoise"], m["polarity"]
+                    tp, _ = cpu_best(lambda: pol.detect_inverted(scan), repeats)
+                    tf, det = cpu_best(lambda: geo.find_film(scan), repeats)
+                    ts, (film, _) = cpu_best(lambda: geo.straighten(scan, max_skew_deg=20, detection=det), repeats)
+                    td_, out = cpu_best(lambda: dn.denoise(film, method="bilateral", strength=1.0), repeats)
+                    per[vname].append((tp, tf, ts, td_))
+
+                def io_floor():
+                    s = load_scan(path, default_dpi=150, max_pixels=10**9)
+                    ds = pydicom.Dataset()
+                    ds.file_meta = FileMetaDataset()
+                    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+                    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+                    ds.Rows, ds.Columns = out.shape
+                    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+                    ds.BitsAllocated = 16 if out.dtype == np.uint16 else 8
+                    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = s.bits_stored, s.bits_stored - 1, 0
+                    ds.PixelData = out.tobytes()
+                    ds.save_as(io.BytesIO(), enforce_file_format=True)
+
+                floors.append(cpu_best(io_floor, repeats)[0])
+                mpx.append(scan.size / 1e6)
+            floor = float(np.median(floors))
+            for vname, parts in per.items():
+                med = np.median(np.asarray(parts), axis=0)  # median film of the class, per part
+                total = float(np.median(np.asarray(parts).sum(axis=1)))
+                rows.append((cname, f"{np.median(mpx):.1f}", len(films), vname, floor, *med, total, total / floor))
+    load1 = os.getloadavg()
+    print(f"\n### Time per film, geometry + denoise stage vs the I/O floor (one core; CPU ms, best of {repeats}, "
+          f"median film of each class; load average {load0[0]:.1f} -> {load1[0]:.1f} on {os.cpu_count()} CPUs)\n")
+    print("| film class | scan Mpx | films | code | I/O floor | polarity | find | straighten | denoise | total | total / floor |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for c, mp, n, v, fl, tp, tf, ts, tdn, tot, ratio in rows:
+        print(f"| {c} | {mp} | {n} | {v} | {1000 * fl:.1f} | {1000 * tp:.1f} | {1000 * tf:.1f} | {1000 * ts:.1f} | "
+              f"{1000 * tdn:.1f} | {1000 * tot:.1f} | **{ratio:.1f}x** |")
+    print("\nI/O floor: load_scan of the uncompressed TIFF + pydicom write of the uncompressed film (to memory). "
+          "Parts are medians over the class's films; total is the median film's sum.")
 
 
 def main(argv: list[str] | None = None) -> None:
