@@ -114,7 +114,35 @@ def evaluate(films: list[tuple], rows: list[ManifestRow], reader, ocr: OCRConfig
             "flagged": bool(flags),
             "id_wrong_unflagged": bool(read_id and read_id != truth["PatientID"] and not flags),
             "time": dt, "cpu": cpu, "font": p.font, "dpi": p.dpi,
+            "kind": r.region.kind if r.region is not None else "",
         })
+    return out
+
+
+def kind_table(n: int, seed: int, res_printed: list[dict]) -> list[str]:
+    """Label kinds (issue 4): ``n`` films of each kind from ``make_labels.make_kind`` (150-300
+    DPI, seed ``seed``), located and classified (no OCR); and how the printed labels of the
+    accuracy set ``res_printed`` were classified (false ``handwritten`` must stay ~0)."""
+    from make_labels import KINDS, make_kind
+
+    from pipeline.label import locate_label
+
+    rng = np.random.default_rng(seed)
+    out = ["| label kind | n | located % | -> printed % | -> adhesive % | -> handwritten % | CPU s/film locate+classify med |",
+           "|---|---|---|---|---|---|---|"]
+    for kind in KINDS:
+        got, cpu = [], []
+        for _ in range(n):
+            film, _, p, _ = make_kind(rng, kind)
+            c0 = time.process_time()
+            reg = locate_label(film, dpi=p.dpi)
+            cpu.append(time.process_time() - c0)
+            got.append(reg.kind if reg is not None else "")
+        pct = [f"{100 * got.count(k) / n:.1f}" for k in KINDS]
+        out.append(f"| {kind} | {n} | {100 * sum(bool(g) for g in got) / n:.1f} | {' | '.join(pct)} | {np.median(cpu):.3f} |")
+    ks = [r["kind"] for r in res_printed if r["kind"]]
+    out.append(f"| printed, accuracy set above | {len(res_printed)} | {100 * len(ks) / max(1, len(res_printed)):.1f} | "
+               + " | ".join(f"{100 * ks.count(k) / max(1, len(res_printed)):.1f}" for k in KINDS) + " | - |")
     return out
 
 
@@ -181,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", choices=("both", "tesserocr", "pytesseract"), default="both",
                     help="Tesseract engine(s) of the pipeline rows (the baseline uses the first)")
     ap.add_argument("--errors", action="store_true", help="list every field read wrong")
+    ap.add_argument("--kinds", type=int, default=None,
+                    help="films per label kind in the label-kind table (default 40, --quick 10; 0 skips it)")
     ap.add_argument("--site-formats", action="store_true",
                     help="configure the generator's identifier formats as a site would "
                     "(ocr.field_formats: PatientID 99999999, AccessionNumber A9999999)")
@@ -217,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         out.append(row("baseline, 100 dpi", evaluate(low_set, rows, baseline_read, ocr)))
     print(f"label OCR accuracy, % exact match; seed {a.seed}; {'quick' if a.quick else 'full'} run")
     print("\n".join(x for x in out if x))
+    n_kinds = a.kinds if a.kinds is not None else (10 if a.quick else 40)
+    if n_kinds:
+        print(f"\nlabel kinds, seed {a.seed + 2}")
+        print("\n".join(kind_table(n_kinds, a.seed + 2, res_main)))
     if a.errors:
         print("\nfields read wrong (engine, film, field: truth -> read (confidence); label parameters):")
         print("\n".join(errors) or "none")

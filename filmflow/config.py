@@ -137,6 +137,12 @@ class QCConfig(BaseModel):
         "(fraction of the 5..95 % range) of pipeline.polarity's decision offset",
     )
     max_phash_distance: int = Field(8, ge=0, le=64, description="near-duplicate: Hamming distance of 64-bit perceptual hashes")
+    handwritten_label_severity: Literal["review", "fail"] = Field(
+        "review", description="a label pipeline.label_kind classifies as handwritten (not read): held for a human"
+    )
+    adhesive_label_severity: Literal["info", "review"] = Field(
+        "info", description="an adhesive paper label (read as printed): recorded"
+    )
     run_dciodvfy: bool = True
 
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from filmflow.config import OCRConfig
 from pipeline.label_fields import KEYS, parse_label, value_spans
+from pipeline.label_kind import classify_label
 from pipeline.ocr import BoxedWord, ocr_boxes, ocr_lines
 from pipeline.types import FieldValue, LabelReading, LabelRegion, OcrLine, OcrWord
 
@@ -268,8 +269,10 @@ def locate_label(film: np.ndarray, *, dpi: float) -> LabelRegion | None:
         ``rotation_k`` the quarter turns (``numpy.rot90``) that make text
         lines horizontal, judged from the box's aspect (0 or 1; the 180 degree
         ambiguity is settled by :func:`read_label`, which tries both);
-        ``dark_text`` False for a dark patch with light text. None when no
-        label-like region is found.
+        ``dark_text`` False for a dark patch with light text; ``kind``
+        ``printed``, ``adhesive`` or ``handwritten``
+        (:func:`pipeline.label_kind.classify_label`). None when no label-like
+        region is found.
 
     Raises
     ------
@@ -304,7 +307,8 @@ def locate_label(film: np.ndarray, *, dpi: float) -> LabelRegion | None:
             break
         box = new
     h, w = box[2] - box[0], box[3] - box[1]
-    return LabelRegion(box=box, rotation_k=1 if h > w else 0, dark_text=dark_text)
+    return LabelRegion(box=box, rotation_k=1 if h > w else 0, dark_text=dark_text,
+                       kind=classify_label(g_full, box, dpi))
 
 
 # --------------------------------------------------------------------------------------------

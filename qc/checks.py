@@ -89,8 +89,7 @@ def check_label(reading: LabelReading, *, config: QCConfig, corroborated: Collec
     if reading.region is None and not reading.fields:
         return [QCResult("label_not_found", "review", None, None, "no ID label found on the film")]
     out: list[QCResult] = []
-    if reading.region is not None and reading.region.kind == "handwritten":
-        out.append(QCResult("handwriting", "review", None, None, "handwritten label: not read, needs a human"))
+    out.extend(check_label_kind(reading, config=config))
     for kw in config.required_fields:
         if not reading.value(kw):
             out.append(QCResult(f"missing_{kw}", "review", None, None, f"{kw} not read from the label"))
@@ -103,6 +102,34 @@ def check_label(reading: LabelReading, *, config: QCConfig, corroborated: Collec
                 out.append(QCResult(f"low_confidence_{kw}", "review", round(fv.confidence, 1), config.min_field_confidence,
                                     f"OCR confidence of {kw} below threshold"))
     return out
+
+
+def check_label_kind(reading: LabelReading, *, config: QCConfig) -> list[QCResult]:
+    """The kind of the label found (``pipeline.label_kind.classify_label``).
+
+    A ``handwritten`` label is held for a human (``config.handwritten_label_severity``,
+    default ``review``): handwriting is not read reliably, so its fields cannot be trusted
+    even when some were parsed. An ``adhesive`` paper label is recorded
+    (``config.adhesive_label_severity``, default ``info``); its printed text is read as
+    usual. A flashed ``printed`` label, or no label, gives nothing here.
+
+    Parameters
+    ----------
+    reading : LabelReading
+    config : QCConfig
+
+    Returns
+    -------
+    list of QCResult
+    """
+    kind = reading.region.kind if reading.region is not None else ""
+    if kind == "handwritten":
+        return [QCResult("handwriting", config.handwritten_label_severity, kind, "printed",
+                         "handwritten label: not read, needs a human")]
+    if kind == "adhesive":
+        return [QCResult("adhesive_label", config.adhesive_label_severity, kind, None,
+                         "adhesive paper label (read as printed text)")]
+    return []
 
 
 #: Label fields a manifest row carries (pipeline.types.ManifestRow).
