@@ -492,6 +492,12 @@ def _intersect(l1: tuple[np.ndarray, np.ndarray], l2: tuple[np.ndarray, np.ndarr
 
 
 # --- content-based skew when no film edge is seen (issue 3) --------------------------------------
+#: Below this share of the scan border looking like bare bed (bright and flat), the film may fill the scan.
+BED_BORDER_MIN = 0.5
+#: With little bed on the border, >= 3 film edges within this of a confident content skew are kept, degrees.
+EDGES_CONTENT_AGREE_DEG = 1.0
+
+
 def find_film_or_content(image: np.ndarray, *, min_confidence: float, max_angle_deg: float = 20.0) -> FilmDetection:
     """:func:`find_film`, falling back to the skew of the image content when no film edge is seen.
 
@@ -511,6 +517,11 @@ def find_film_or_content(image: np.ndarray, *, min_confidence: float, max_angle_
         ``edges``) or found a film smaller than 90 % of the scan. Otherwise (no
         bright bed around the film, no film-sized region on the bed, or a
         "film" covering the scan with no edge measured) :func:`content_detection`.
+        Also :func:`content_detection` when less than :data:`BED_BORDER_MIN`
+        of the scan border is bare bed (bright and flat: the film may fill the
+        scan, and bright anatomy pass for bed) and the content skew is
+        confident, unless three or more edges were measured and agree with it
+        within :data:`EDGES_CONTENT_AGREE_DEG`.
 
     Raises
     ------
@@ -524,7 +535,13 @@ def find_film_or_content(image: np.ndarray, *, min_confidence: float, max_angle_
     except FilmNotFoundError as exc:
         det, missed = None, exc
     if det is not None and (det.sides_measured > 0 or cv2.contourArea(np.float32(det.quad)) < 0.9 * img.size):
-        return det  # film edges measured, or a film smaller than the scan
+        if _bed_border_fraction(img) >= BED_BORDER_MIN:
+            return det  # film edges measured (or a film smaller than the scan) on a visible bed
+        content = content_detection(img, min_confidence=min_confidence, max_angle_deg=max_angle_deg)
+        agree = det.sides_measured >= 3 and abs(content.skew_deg - det.skew_deg) <= EDGES_CONTENT_AGREE_DEG
+        if content.skew_source == "none" or agree:
+            return det  # the content cannot tell, or three or more film edges agree with it
+        return dataclasses.replace(content, film_count=det.film_count)
     content = content_detection(img, min_confidence=min_confidence, max_angle_deg=max_angle_deg)
     if content.skew_source == "none" and missed is not None:
         raise missed
@@ -561,3 +578,22 @@ def content_detection(image: np.ndarray, *, min_confidence: float, max_angle_deg
     w = max(2, min(img.shape) // 100)
     ring = np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[:, :w].ravel(), img[:, -w:].ravel()])
     return dataclasses.replace(whole, skew_deg=est.angle_deg, bed_level=float(np.median(ring)), skew_source="content")
+
+
+def _bed_border_fraction(img: np.ndarray) -> float:
+    """Share of the scan's border ring (2 % of the shorter side, on a <= 600 px copy) that
+    looks like bare bed: within 15 % of the range below the bright end (99.5th percentile)
+    and flat (5x5 local standard deviation <= 3 % of the range)."""
+    rows, cols = img.shape
+    s = max(1, math.ceil(max(rows, cols) / 600))
+    small = cv2.resize(img, (max(1, cols // s), max(1, rows // s)), interpolation=cv2.INTER_AREA).astype(np.float32)
+    lo, hi = np.percentile(small, [0.5, 99.5])
+    if hi <= lo:
+        return 0.0
+    mean = cv2.blur(small, (5, 5))
+    sd = np.sqrt(np.maximum(cv2.blur(small * small, (5, 5)) - mean * mean, 0.0))
+    w = max(3, min(small.shape) // 50)
+    ring = np.zeros(small.shape, dtype=bool)
+    ring[:w], ring[-w:], ring[:, :w], ring[:, -w:] = True, True, True, True
+    bed = (mean >= hi - 0.15 * (hi - lo)) & (sd <= 0.03 * (hi - lo))
+    return float(bed[ring].mean())
