@@ -4,17 +4,19 @@ A lead marker is a lead letter ``L`` or ``R`` (sometimes framed or circled, next
 initials) laid on the cassette. Lead stops the X-rays, so on a MONOCHROME2 film it is a
 bright, flat, letter-shaped blob 5..30 mm high, brighter than what surrounds it.
 
-Steps (plain functions, no OCR engine: a template classifier is ~100x cheaper than a
-Tesseract call per candidate and per turn):
+Steps (plain functions, no OCR engine: one Tesseract call per candidate and turn would
+cost more than this whole reading; the templates also see mirror images, which Tesseract
+does not report):
 
 1. :func:`find_candidates` -- at a working resolution of :data:`WORK_DPI`, a white top-hat
    (image minus its grey opening by a :data:`TOPHAT_MM` square, Soille 2003, ch. 4.4) keeps
    bright structures narrower than a marker's strokes are long; pixels that are both
-   bright on the film and well above their surroundings are grouped into 8-connected
-   components, kept when letter-sized (physical size from the DPI), compact, not
+   bright on the film and well above their surroundings (at two contrast levels, see
+   :data:`TOPHAT_LEVELS`) are grouped into 8-connected components, kept when letter-sized (physical size from the DPI), compact, not
    filled (a letter covers 15..80 % of its box) and not cut by the film's edge.
 2. :func:`classify_glyph` -- each candidate is cut from the full-resolution film,
-   binarised half way between its own level and its surroundings, normalised to a
+   binarised 60 % (then, if need be, 80 %) of the way from its surroundings to its own
+   plateau, its two largest components each normalised to a
    :data:`GLYPH_PX` square (aspect ratio kept) and compared by normalised correlation
    with a bank of rendered characters (letters, digits; several sans fonts) in eight
    directions (45-degree steps: markers are often laid diagonally), straight and
@@ -22,8 +24,8 @@ Tesseract call per candidate and per turn):
    ``P``, ``1``...) is a marker; the direction and the mirror flag of that template are
    the reading, and a quarter-turn direction is an orientation cue (a diagonal one is not).
 3. :func:`read_marker` -- the best candidate wins; confidence falls with a weak match or a
-   close runner-up of another letter/turn; disagreeing confident candidates (an ``L``
-   and an ``R``) give no letter.
+   close runner-up of another letter or mirror image; disagreeing confident candidates
+   (an ``L`` and an ``R``) give no letter, the same letter at two turns gives no turn.
 
 A mirrored letter (marker laid back to front, or film scanned from its back) is reported
 with ``mirrored=True`` and is never confident: its side cannot be trusted.
@@ -402,6 +404,11 @@ def read_marker(
     ValueError
         If ``film`` is not a 2-D uint8/uint16 array or ``dpi`` is not positive.
 
+    References
+    ----------
+    P. Soille, *Morphological Image Analysis*, 2nd ed., Springer 2003, ch. 4.4 (top-hat).
+    J. P. Lewis, "Fast normalized cross-correlation", Vision Interface 1995 (template score).
+
     Notes
     -----
     Cost is a resize, one morphological top-hat at :data:`WORK_DPI` and a 24x24
@@ -437,6 +444,8 @@ def read_marker(
     reads.sort(key=lambda r: (-r.confidence, -r.score))
     best = reads[0]
     rivals = [r for r in reads[1:] if r.confident and (r.letter, r.rotation_k) != (best.letter, best.rotation_k)]
-    if best.confident and rivals:  # an L and an R, or the same letter at two turns: say nothing
+    if best.confident and any(r.letter != best.letter for r in rivals):  # an L and an R: say nothing
         return dataclasses.replace(best, confidence=0.0)
+    if best.confident and rivals:  # the same letter at two turns: the side holds, the turn does not
+        return dataclasses.replace(best, rotation_k=None)
     return best

@@ -134,6 +134,16 @@ def test_real_marker_mirrored_is_flagged(name, letter):
     assert read_laterality_marker(img, dpi=120.0) == letter
 
 
+def test_two_markers_disagreeing():
+    """An L and an R on one film give no side; one letter at two turns keeps the side, not the turn."""
+    left = np.asarray(Image.open(DATA / "chest_L_pa_c0f74558.png"))
+    right = np.asarray(Image.open(DATA / "chest_R_00870a9c.png"))
+    both = read_marker(np.ascontiguousarray(np.hstack([left, right])), dpi=120.0)
+    assert not both.confident
+    twice = read_marker(np.ascontiguousarray(np.hstack([left, np.rot90(left, 2)])), dpi=120.0)
+    assert (twice.letter, twice.rotation_k, twice.confident) == ("L", None, True)
+
+
 @pytest.mark.parametrize("k", [0, 1, 2, 3])
 def test_real_lead_marker_on_digitized_film_laid_diagonally(k):
     """The lead L of MG1's 'L MLO' (NEMA WG04) lies at ~45 degrees: the letter is read, but a
