@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages filmflow needs. Usage: install-system-deps.sh [run|test]
 #   run : tesseract-ocr (+eng), dicom3tools (dciodvfy), fonts for the sample generator
+#         (the tesserocr wheel from pyproject bundles libtesseract but no models: both OCR
+#         engines read tesseract-ocr-eng's tessdata)
 #   test: the above + orthanc (+dicomweb plugin), chromium, dcmtk, postgresql
 set -euo pipefail
 profile="${1:-run}"
