@@ -8,6 +8,7 @@ it), and the filter strength is that sigma times ``strength``.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import cv2
@@ -108,11 +109,15 @@ def denoise(image: np.ndarray, *, method: Method = "bilateral", strength: float 
         return img.copy()
 
     med = cv2.medianBlur(img, 3)  # medianBlur supports uint16 for ksize 3 and 5
-    speck = cv2.absdiff(img, med) > SPECK_SIGMAS * sigma
+    # specks: |image - median| > threshold, i.e. > its floor for integer differences (OpenCV mask,
+    # then only the few flagged pixels are touched)
+    mask = cv2.compare(cv2.absdiff(img, med), float(math.floor(SPECK_SIGMAS * sigma)), cv2.CMP_GT)
+    speck = np.flatnonzero(mask) if cv2.countNonZero(mask) else np.empty(0, dtype=np.intp)
+    del mask
     if method == "bilateral":
         # the one float copy bilateralFilter needs (it takes 8U or 32F), specks repaired in it
         work = img.astype(np.float32)
-        np.copyto(work, med, where=speck)
+        work.ravel()[speck] = med.ravel()[speck]
         del speck
         out = cv2.bilateralFilter(work, d=5, sigmaColor=2.0 * strength * sigma, sigmaSpace=1.5)
         del work
@@ -121,7 +126,7 @@ def denoise(image: np.ndarray, *, method: Method = "bilateral", strength: float 
         # saturating; same values as np.rint + clip + astype), written into the median's buffer
         return cv2.add(out, 0.0, dst=med, dtype=cv2.CV_8U if img.dtype == np.uint8 else cv2.CV_16U)
     work = img.copy()
-    np.copyto(work, med, where=speck)
+    work.ravel()[speck] = med.ravel()[speck]
     del med, speck
     h = float(strength * sigma * 0.8)
     if img.dtype == np.uint16:
