@@ -50,7 +50,8 @@ class OrientationDecision:
         return self.turns is not None
 
 
-def decide_turns(label_k: int | None, marker_k: int | None, *, marker_alone: bool = False) -> OrientationDecision:
+def decide_turns(label_k: int | None, marker_k: int | None, *, marker_alone: bool = False,
+                 label_alone: bool = True) -> OrientationDecision:
     """Combine the label's and the marker's orientation cues.
 
     Parameters
@@ -65,6 +66,11 @@ def decide_turns(label_k: int | None, marker_k: int | None, *, marker_alone: boo
         Let a marker at 0/180 degrees decide by itself when the label is missing or
         sideways. Off by default: a marker laid on the cassette at a wrong turn then
         turns the film wrongly (bench/marker_accuracy.py measures it).
+    label_alone : bool
+        Let a label at 0/180 degrees decide without a marker (the rule before markers; on
+        by default). Off, only agreeing cues decide: a card flashed sideways on a film fed
+        sideways reads at 0/180 and turns the film wrongly, which this avoids at the price
+        of fewer decided films (bench/marker_accuracy.py, the "strict" row).
 
     Returns
     -------
@@ -91,8 +97,10 @@ def decide_turns(label_k: int | None, marker_k: int | None, *, marker_alone: boo
     if lk is None and mk is None:
         return OrientationDecision(None, "", "no readable label or lead marker")
     if mk is None:
-        if lk in (0, 2):
+        if lk in (0, 2) and label_alone:
             return OrientationDecision(lk, "label", "label")
+        if lk in (0, 2):
+            return OrientationDecision(None, "", "label only, no lead marker to confirm it")
         return OrientationDecision(None, "", "label text runs sideways and no lead marker was read")
     if lk == mk:
         return OrientationDecision(lk, "label+marker", "label and lead marker agree")

@@ -194,6 +194,11 @@ def test_decide_turns_marker_alone(label_k, marker_k, expected):
     assert decide_turns(label_k, marker_k, marker_alone=True).turns == expected
 
 
+@pytest.mark.parametrize("label_k, marker_k, expected", [(0, None, None), (2, None, None), (2, 2, 2), (1, 1, 1), (0, 2, None)])
+def test_decide_turns_strict(label_k, marker_k, expected):
+    assert decide_turns(label_k, marker_k, label_alone=False).turns == expected
+
+
 # --- end to end: a film fed sideways, label and marker agree ---------------------------------------
 def _marked_film_03(letter: str, marker_k: int) -> np.ndarray:
     """sample film_03 (upright, 200 DPI, label bottom left) with a lead marker over the right lung."""
