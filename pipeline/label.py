@@ -94,10 +94,10 @@ def _check_film(film: np.ndarray, dpi: float) -> None:
 
 def _unit(film: np.ndarray) -> np.ndarray:
     """Film as float32 in [0, 1] by robust full scale (a working copy)."""
+    if film.dtype == np.uint8:  # full scale: no clipping needed
+        return film.astype(np.float32) * np.float32(1.0 / 255.0)
     f = film.astype(np.float32)
     lo, hi = np.percentile(f[:: max(1, f.shape[0] // 512), :: max(1, f.shape[1] // 512)], (0.5, 99.9))
-    if film.dtype == np.uint8:
-        lo, hi = 0.0, 255.0
     if hi <= lo:
         hi = lo + 1.0
     return np.clip((f - lo) / (hi - lo), 0.0, 1.0)
@@ -209,11 +209,14 @@ def _refine(g: np.ndarray, box: tuple[int, int, int, int], dpi: float) -> tuple[
     r0, c0, r1, c1 = box[0] - R0, box[1] - C0, box[2] - R0, box[3] - C0
     level = float(np.median(closed[r0:r1, c0:c1]))
     like = np.abs(closed - level) < 0.1
+    # the strip's 75th percentile is within 0.1 of the level when no more than 75 % of it lies
+    # below level - 0.1 and at least 75 % lies below level + 0.1 (counts, not a sort per step)
+    below_lo, below_hi = sub < level - 0.1, sub < level + 0.1
 
     def ok(i0: int, i1: int, j0: int, j1: int) -> bool:
         strip = like[i0:i1, j0:j1]
         return (strip.size > 0 and float(strip.mean()) >= _PATCH_LIKE
-                and abs(float(np.percentile(sub[i0:i1, j0:j1], 75)) - level) < 0.1)
+                and float(below_lo[i0:i1, j0:j1].mean()) <= 0.75 and float(below_hi[i0:i1, j0:j1].mean()) >= 0.75)
 
     min_px = int(round(3.0 / 25.4 * dpi))
     changed = True
