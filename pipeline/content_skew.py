@@ -90,8 +90,9 @@ class ContentSkew:
         ``min_confidence``, or too few edge points).
     confidence : float
         Sharp peak of the projection energy above its local trend, as a
-        fraction of the median energy (0 = flat; documents give > 1, a single
-        long straight edge ~0.1-1).
+        fraction of the median energy (0 = flat). Measured: document pages
+        0.16-2.2, films with their label or collimation 0.1-3, the centre of
+        a chest film (anatomy only) <= 0.05, noise ~0.
     n_points : int
         Edge points used.
     """
@@ -137,10 +138,13 @@ def estimate_content_skew(
 
     Notes
     -----
-    See the module docstring for the method. Precision on document scans and on
-    films whose content carries a long straight edge is about 0.05 degrees (see
-    ``bench/README.md``); cost ~0.1-0.3 s per image on one core, independent of
-    the input size beyond the resize.
+    See the module docstring for the method. Measured (``bench/README.md``): on
+    generated films with the bed cropped away, median 0.036, p95 0.10 degrees
+    over the 81 % answered; within 0.08 degrees of ``deskew``'s fine search on 7
+    of its 8 test pages. Cost ~0.02-0.3 s CPU per image (the resize bounds it).
+    The content's dominant direction need not be the film's axis: a
+    radiograph's own oblique straight structure can win (one such 6.9 degree
+    error in 81 answers).
 
     References
     ----------
