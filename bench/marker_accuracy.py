@@ -245,7 +245,7 @@ def main() -> None:
             if name.startswith("label only"):
                 t, src = turns_from_label(None if lk is None else LabelRegion((0, 0, 1, 1), rotation_k=lk)), "label"
             else:
-                d = decide_turns(lk, r.rotation_k if r.confident else None, marker_alone="alone" in name,
+                d = decide_turns(lk, r.rotation_k if r.confident else None, marker_alone="marker_alone=True" in name,
                                  label_alone="strict" not in name)
                 t, src = d.turns, d.source
             if t is None:
