@@ -47,15 +47,18 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
         step = max(1, int(round(img.shape[0] * _SIGMA_BAND / (_SIGMA_SAMPLE_PX / img.shape[1]))))
         bands = [img[r:r + _SIGMA_BAND] for r in range(0, img.shape[0] - _SIGMA_BAND + 1, step)]
         img = np.concatenate(bands) if bands else img
-    f = cv2.filter2D(img, cv2.CV_32F, _IMMERKAER, borderType=cv2.BORDER_REFLECT)
-    # integer image * integer kernel: |f| holds exact integers (< 2**21), so the median comes
-    # from a histogram (same value as np.median, without its sort)
-    v = np.abs(f[1:-1, 1:-1]).astype(np.int32).ravel()
-    if v.size == 0:
+    f = cv2.filter2D(img, cv2.CV_32F, _IMMERKAER, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
+    if f.size == 0:
         return 0.0
-    cum = np.cumsum(np.bincount(v))
+    # integer image * integer kernel: |f| holds exact integers, so the median comes from a
+    # histogram (same value as np.median, without its sort); values saturate at 65535, which
+    # leaves the median in place unless it lies there (then np.median decides)
+    v = cv2.add(np.abs(f), 0.0, dtype=cv2.CV_16U).ravel()
+    cum = np.cumsum(np.bincount(v, minlength=65536))
     lower = int(np.searchsorted(cum, (v.size - 1) // 2, side="right"))
     upper = int(np.searchsorted(cum, v.size // 2, side="right"))
+    if upper >= 65535:
+        return 1.4826 * float(np.median(np.abs(f))) / 6.0
     return float(1.4826 * (lower + upper) / 2.0 / 6.0)
 
 

@@ -370,7 +370,8 @@ def _fit_bed_plane(x: np.ndarray, y: np.ndarray, v: np.ndarray, keep: np.ndarray
     a = np.column_stack([np.ones_like(x, dtype=np.float64), x, y])
     coef = np.array([float(np.median(v[keep])), 0.0, 0.0])
     for _ in range(4):
-        coef, *_ = np.linalg.lstsq(a[keep], v[keep], rcond=None)
+        ak = a[keep]
+        coef = np.linalg.solve(ak.T @ ak, ak.T @ v[keep])  # normal equations of the 3-parameter fit
         r = v - a @ coef
         sigma = 1.4826 * float(np.median(np.abs(r[keep] - np.median(r[keep]))))
         new = keep & (np.abs(r) <= max(3.0 * sigma, 1e-6))
@@ -465,14 +466,17 @@ def _robust_line(pts: np.ndarray, t_hint: np.ndarray) -> tuple[np.ndarray, np.nd
     keep = np.ones(len(pts), dtype=bool)
     for _ in range(5):
         c = pts[keep].mean(axis=0)
-        _, _, vt = np.linalg.svd(pts[keep] - c, full_matrices=False)
-        d = vt[0]
+        dx, dy = (pts[keep] - c).T
+        # principal axis of the 2x2 scatter matrix (closed form of the SVD's first vector)
+        theta = 0.5 * math.atan2(2.0 * float(dx @ dy), float(dx @ dx - dy @ dy))
+        d = np.array([math.cos(theta), math.sin(theta)])
         if d @ t_hint < 0:
             d = -d
         nrm = np.array([-d[1], d[0]])
         r = (pts - c) @ nrm
-        mad = 1.4826 * np.median(np.abs(r[keep] - np.median(r[keep])))
-        new = np.abs(r - np.median(r[keep])) <= max(3.0 * mad, 0.3)
+        med = np.median(r[keep])
+        mad = 1.4826 * np.median(np.abs(r[keep] - med))
+        new = np.abs(r - med) <= max(3.0 * mad, 0.3)
         if new.sum() < 12:
             return None
         if np.array_equal(new, keep):
