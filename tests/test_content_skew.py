@@ -7,6 +7,8 @@ Test inputs (provenance in tests/data/deskew_peer/SOURCES.md and sample_scans/SO
 - sample_scans/film_07.tif: synthetic film scan of a real CR hip (NEMA WG04 RG2,
   collimation edges) with a flashed label; purpose: a radiograph with straight
   structures, straightened from its edges and then rotated by a known angle.
+- sample_scans/film_07.tif rotated and cropped as above, saved as a bed-less TIFF, also runs
+  through flows.film.process_film (record["geometry"]["skew_source"]).
 - sample_scans/film_04.tif, film_05.jpg: synthetic film scans of real bedside chest
   radiographs (CC BY 3.0); the centre of the film has no straight structure.
 """
@@ -23,8 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from filmflow.config import GeometryConfig
+from filmflow.config import GeometryConfig, load_settings
 from filmflow.errors import FilmNotFoundError
+from flows.film import process_film
 from pipeline.content_skew import MIN_CONFIDENCE, estimate_content_skew
 from pipeline.geometry import content_detection, find_film_or_content, straighten
 from pipeline.scan_io import load_scan
@@ -214,3 +217,21 @@ def test_straighten_path_on_film_filling_the_scan(hip_film, angle):
     # measure again inside the output (the expanded canvas shows the tilted outline of the scan)
     again = estimate_content_skew(inner_crop(film, angle, inset=8, shape=scan.shape))
     assert again.angle_deg is None or abs(again.angle_deg) <= 0.2  # the inner crop may lose the label
+
+
+def test_film_record_says_where_the_skew_came_from(hip_film, tmp_path):
+    """flows.film.process_film records the skew source: 'content' for a film that fills the scan
+    (rotated 6 deg, no bed), 'edges' for a sample scan on its bed."""
+    settings = load_settings(SAMPLES / "filmflow.toml")
+    scan = inner_crop(rotate(hip_film, 6.0, int(np.median(hip_film))), 6.0)
+    src = tmp_path / "bedless.tif"
+    Image.fromarray(scan).save(src, dpi=(120, 120))
+    got = {}
+    for name, path in (("bedless", src), ("bed", SAMPLES / "film_07.tif")):
+        staging = tmp_path / f"staging-{name}"
+        staging.mkdir()
+        got[name] = process_film(path, source_file=path.name, settings=settings, batch_name="b",
+                                 manifest_rows=[], staging_dir=staging).record
+    assert got["bedless"]["geometry"]["skew_source"] == "content"
+    assert got["bedless"]["skew_deg"] == pytest.approx(6.0, abs=0.2)
+    assert got["bed"]["geometry"]["skew_source"] == "edges"
