@@ -21,6 +21,7 @@ COLUMNS = (
 )
 EXTRA_COLUMNS = (
     "ledger_state", "reconciliation", "dpi", "bits_stored", "film_box", "label_box", "notes",
+    "skew_source", "rotation_k", "orientation_source", "marker", "label_kind", "storage_commitment",
     *(f"ocr_{kw}" for kw in LABEL_FIELDS), *(f"conf_{kw}" for kw in LABEL_FIELDS),
 )
 #: Report status values.
@@ -68,12 +69,26 @@ def report_row(record: dict[str, Any], *, status: str, ledger_state: str, error:
         "film_box": " ".join(str(v) for v in geom.get("film_box", [])),
         "label_box": " ".join(str(v) for v in (record.get("label_box") or [])),
         "notes": "; ".join(record.get("notes", [])),
+        "skew_source": geom.get("skew_source", ""),
+        "rotation_k": geom.get("rotation_k", ""),
+        "orientation_source": geom.get("orientation_source", ""),
+        "marker": _marker_text(record.get("marker") or {}),
+        "label_kind": record.get("label_kind", ""),
+        "storage_commitment": record.get("storage_commitment", ""),
     }
     for kw in LABEL_FIELDS:
         fv = fields.get(kw) or {}
         row[f"ocr_{kw}"] = fv.get("value", "")
         row[f"conf_{kw}"] = fv.get("confidence", "")
     return row
+
+
+def _marker_text(marker: dict[str, Any]) -> str:
+    """``'L'``/``'R'`` for a confident lead marker, ``'L?'`` for an unconfident one, else ''."""
+    letter = marker.get("letter") or ""
+    if not letter:
+        return ""
+    return letter if marker.get("confident") else f"{letter}?"
 
 
 def write_report(path: Path, rows: Iterable[dict[str, Any]]) -> Path:

@@ -40,6 +40,19 @@ def test_report_columns_in_order(tmp_path):
     assert (rows[0]["patient_id"], rows[0]["patient_name"], rows[0]["status"], rows[0]["conf_PatientID"]) == ("123", "DOE^JO", "flagged", "91.0")
 
 
+@pytest.mark.parametrize("marker, text", [
+    ({"letter": "L", "confident": True}, "L"),
+    ({"letter": "R", "confident": False}, "R?"),
+    ({"letter": "", "confident": False}, ""),
+])
+def test_report_shows_geometry_source_marker_and_commitment(marker, text):
+    rec = {"geometry": {"skew_source": "content", "rotation_k": 1, "orientation_source": "label+marker"},
+           "marker": marker, "label_kind": "adhesive", "storage_commitment": "committed"}
+    row = report_row(rec, status="archived", ledger_state="archived")
+    assert (row["skew_source"], row["rotation_k"], row["orientation_source"], row["marker"],
+            row["label_kind"], row["storage_commitment"]) == ("content", 1, "label+marker", text, "adhesive", "committed")
+
+
 def test_report_status_vocabulary():
     assert report_status("archived", archived_before=True) == "skipped"
     assert report_status("archived", archived_before=False) == "archived"

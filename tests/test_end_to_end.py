@@ -64,6 +64,8 @@ def test_good_film_archived_with_truth_in_header(migrated, name):
     for kw, value in truth["fields"].items():
         assert row[f"ocr_{kw}"] == value, kw  # OCR'd fields equal the ground truth
     assert abs(float(row["skew_deg"]) - truth["skew_deg"]) <= 0.3
+    # every sample lies on a visible bed, carries a printed flashed label and no lead marker
+    assert (row["skew_source"], row["label_kind"], row["marker"]) == ("edges", "printed", "")
     path = Path(row["dicom_path"])
     assert path.is_file() and path.is_relative_to(migrated["tmp"] / "archive")
     ds = pydicom.dcmread(path)
