@@ -18,8 +18,9 @@ Steps (each a plain function):
 3. :func:`pipeline.ocr.ocr_boxes` then :func:`pipeline.label_fields.parse_label`; the
    180 degree turn is read too only when that reading is not plausible.
 4. :func:`reread_tokens` -- the words of the ID, dates and accession number are cut
-   out, rescaled and lightly blurred (a dotted zero then reads as 0, not 6 or 8), read
-   again in one Tesseract run, and voted on; doubt lowers the field's confidence.
+   out, rescaled and lightly blurred, binarised dark and light, and -- when they hold
+   dotted zeros -- binarised with the dots erased (a zero then reads as 0, not 6 or 8),
+   read again in one Tesseract run, and voted on; doubt lowers the field's confidence.
 
 The film is never modified; crops are copies.
 """
