@@ -28,12 +28,14 @@ from skimage.morphology import skeletonize
 
 __all__ = ["KindFeatures", "kind_features", "classify_label"]
 
-#: Adhesive paper: patch grain below this fraction of the surrounding film's grain ...
+#: Adhesive paper: patch grain below this fraction of the surrounding film's grain, where the
+#: film's grain is measurable (:data:`_MIN_FILM_GRAIN`, robust sigma, fraction of full scale),
+#: and a shadow band (a strip 0.3-2 mm outside the edge at least :data:`_SHADOW_DROP` darker
+#: than the film 3-6 mm out) along at least one side. Grain alone is not enough: a flashed
+#: patch on a nearly grain-free scan is flat too, and the film around it still has texture.
 _PAPER_GRAIN_RATIO = 0.5
-#: ... where the film's grain is measurable at all (robust sigma, fraction of full scale).
 _MIN_FILM_GRAIN = 0.006
-#: Adhesive paper without measurable film grain: patch at least this bright and a shadow band
-#: (outside strip this much darker than the film just beyond it) along at least two sides.
+#: Without measurable grain anywhere: patch at least this bright and shadowed on two sides.
 _PAPER_LEVEL = 0.94
 _SHADOW_DROP = 0.06
 #: Handwriting, a cascade: the character heights vary (interquartile range of the heights of
@@ -73,7 +75,11 @@ def _sigma(x: np.ndarray, mask: np.ndarray | None = None) -> float:
 
 def _ink(crop: np.ndarray, bg: np.ndarray, dpi: float, to_dpi: float) -> np.ndarray:
     """uint8 ink mask of ``crop`` (text dark) resampled to ``to_dpi``: deeper than half of the
-    99.5th percentile depth below the text-free background ``bg``."""
+    99.5th percentile depth below the text-free background ``bg``. A region taller than wide
+    holds vertical text lines (labels are longer along their lines): it is transposed so that
+    component heights are character heights."""
+    if crop.shape[0] > crop.shape[1]:
+        crop, bg = crop.T, bg.T
     s = to_dpi / dpi
     interp = cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA
     u = cv2.resize(crop, None, fx=s, fy=s, interpolation=interp)
@@ -214,8 +220,8 @@ def classify_label(g: np.ndarray, box: tuple[int, int, int, int], dpi: float) ->
     if n >= 5 and spread >= _HAND_HEIGHT_SPREAD and _width_cv(_ink(crop, bg, dpi, _WIDTH_DPI)) >= _HAND_WIDTH_CV:
         return "handwritten"
     level, pg, fg, shadow = _paper(g, box, dpi, crop, bg)
-    if fg >= _MIN_FILM_GRAIN and pg < _PAPER_GRAIN_RATIO * fg:
+    if fg >= _MIN_FILM_GRAIN and pg < _PAPER_GRAIN_RATIO * fg and shadow >= 1:
         return "adhesive"
-    if level >= _PAPER_LEVEL and shadow >= 2:
+    if fg < _MIN_FILM_GRAIN and pg < _MIN_FILM_GRAIN and level >= _PAPER_LEVEL and shadow >= 2:
         return "adhesive"
     return "printed"
