@@ -53,8 +53,11 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
     # integer image * integer kernel: |f| holds exact integers, so the median comes from a
     # histogram (same value as np.median, without its sort); values saturate at 65535, which
     # leaves the median in place unless it lies there (then np.median decides)
-    v = cv2.add(np.abs(f), 0.0, dtype=cv2.CV_16U).ravel()
-    cum = np.cumsum(np.bincount(v, minlength=65536))
+    v = cv2.add(np.abs(f), 0.0, dtype=cv2.CV_16U)
+    if v.size < 1 << 24:  # calcHist counts in float32: exact below 2**24 values (the sample is ~1 Mpx)
+        cum = np.cumsum(cv2.calcHist([v], [0], None, [65536], [0, 65536]).ravel().astype(np.int64))
+    else:
+        cum = np.cumsum(np.bincount(v.ravel(), minlength=65536))
     lower = int(np.searchsorted(cum, (v.size - 1) // 2, side="right"))
     upper = int(np.searchsorted(cum, v.size // 2, side="right"))
     if upper >= 65535:

@@ -137,7 +137,9 @@ def find_film(image: np.ndarray) -> FilmDetection:
     small = cv2.GaussianBlur(cv2.medianBlur(small, 3), (0, 0), 1.0)  # median: dust specks
 
     lo, hi = np.percentile(small[::2, ::2], [0.5, 99.5])  # every 4th pixel of the smoothed copy suffices
-    full_scale = 255.0 if img.dtype == np.uint8 else max(cv2.minMaxLoc(img)[1], 1.0)
+    # the scan's maximum matters only for a contrast below 0.03 * 0.05 of the dtype's range
+    low_contrast = hi - lo < 0.0015 * np.iinfo(img.dtype).max
+    full_scale = 255.0 if img.dtype == np.uint8 else (max(cv2.minMaxLoc(img)[1], 1.0) if low_contrast else 0.0)
     if hi - lo < 0.03 * max(hi, 0.05 * full_scale):
         raise FilmNotFoundError("scan is blank (no contrast): no film on the bed; check the scanner and rescan")
 
