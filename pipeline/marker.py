@@ -13,7 +13,7 @@ does not report):
    bright structures narrower than a marker's strokes are long; pixels that are both
    bright on the film and well above their surroundings (at two contrast levels, see
    :data:`TOPHAT_LEVELS`) are grouped into 8-connected components, kept when letter-sized (physical size from the DPI), compact, not
-   filled (a letter covers 15..80 % of its box) and not cut by the film's edge.
+   filled (a letter covers 15..80 % of its box) and not on the film's rim (:data:`EDGE_MM`).
 2. :func:`classify_glyph` -- each candidate is cut from the full-resolution film,
    binarised 60 % (then, if need be, 80 %) of the way from its surroundings to its own
    plateau, its two largest components each normalised to a
@@ -60,6 +60,8 @@ WORK_DPI = 60.0
 LETTER_MM = (4.0, 35.0)
 #: Largest candidate blob, mm: a letter with its frame or holder.
 BLOB_MM = 55.0
+#: Blobs closer than this to the film's edge (its rim, a cut-off letter) are not candidates, mm.
+EDGE_MM = 3.0
 #: Square of the grey opening whose residue (white top-hat) keeps marker strokes, mm.
 TOPHAT_MM = 12.0
 #: Top-hat levels (fraction of the film's range) at which candidate blobs are cut.
@@ -68,6 +70,8 @@ TOPHAT_LEVELS = (0.12, 0.22)
 GLYPH_PX = 24
 #: Confidence (0..100) from which a reading is used for laterality and orientation.
 MIN_CONFIDENCE = 60.0
+#: Confidence below which a candidate is not reported at all (noise, not a weak marker).
+REPORT_CONFIDENCE = 30.0
 #: At most this many candidates (brightest contrast first) are classified.
 MAX_CANDIDATES = 24
 #: Fonts of the template bank (Debian fonts-urw-base35, fonts-dejavu-core, fonts-liberation).
@@ -308,6 +312,7 @@ def find_candidates(
         r0, c0, r1, c1 = (int(v * scale) for v in exclude_box)
         keep[max(0, r0 - 2):r1 + 3, max(0, c0 - 2):c1 + 3] = False
     lo, hi = LETTER_MM[0] * px_mm, BLOB_MM * px_mm
+    edge = max(1, int(round(EDGE_MM * px_mm)))
     out: list[tuple[tuple[int, int, int, int], float]] = []
     # a second, higher contrast level separates a letter from bright bone it touches at the first
     for level in TOPHAT_LEVELS:
@@ -320,8 +325,8 @@ def find_candidates(
                 continue
             if not 0.15 <= area / float(w * h) <= 0.8:
                 continue
-            if x == 0 or y == 0 or x + w >= small.shape[1] or y + h >= small.shape[0]:
-                continue  # cut by the film's edge: not a whole letter
+            if min(x, y, small.shape[1] - x - w, small.shape[0] - y - h) < edge:
+                continue  # on the film's rim or cut by its edge: not a whole letter
             box = (int(y / scale), int(x / scale), int(np.ceil((y + h) / scale)), int(np.ceil((x + w) / scale)))
             if any(_iou(box, b) > 0.7 for b, _ in out):
                 continue
@@ -396,8 +401,9 @@ def read_marker(
     Returns
     -------
     MarkerReading
-        ``letter`` ``''`` when no candidate reads as an L or R; the letter with
-        ``confidence`` 0 when an ``L`` and an ``R`` both read confidently.
+        ``letter`` ``''`` when no candidate reads as an L or R with at least
+        :data:`REPORT_CONFIDENCE`; the letter with ``confidence`` 0 when an ``L`` and an
+        ``R`` both read confidently.
 
     Raises
     ------
@@ -437,7 +443,7 @@ def read_marker(
                     best = MarkerReading(ch, round(conf, 1), box, k, mirrored, round(score, 3))
             if best is not None and best.confidence >= MIN_CONFIDENCE:
                 break
-        if best is not None:
+        if best is not None and best.confidence >= REPORT_CONFIDENCE:
             reads.append(best)
     if not reads:
         return MarkerReading()
