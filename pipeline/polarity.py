@@ -10,12 +10,106 @@ border, where the bed lies.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 #: Width of the border ring inspected, as a fraction of the shorter side.
 RING_FRACTION = 0.02
+#: A scan is negative when its bed lies more than this share of the 5..95 % range below the interior median.
+DECISION_OFFSET = 0.25
+#: The border ring counts as a uniform bed when its interquartile range is below this share of the 5..95 % range.
+UNIFORM_IQR = 0.1
+
+
+@dataclass(frozen=True)
+class PolarityAssessment:
+    """Border and interior statistics of a scan and the polarity decision taken from them.
+
+    Attributes
+    ----------
+    inverted : bool
+        The decision of :func:`detect_inverted`.
+    margin : float
+        How clearly it was decided, in fractions of the 5..95 % range: with the
+        bed offset ``s = (median(interior) - median(ring)) / (p95 - p5)``,
+        ``|s| - DECISION_OFFSET`` (the same for a scan and its inverse);
+        ``-DECISION_OFFSET`` when the ring is not uniform or there is no
+        interior (no bed: undecidable, left as scanned).
+    uniform : bool
+        The border ring's interquartile range is below ``UNIFORM_IQR`` of the range.
+    spread : float
+        ``p95 - p5`` of the whole scan, image units (at least 1e-9).
+    bed_offset : float
+        ``s`` above (0 when there is no interior).
+    """
+
+    inverted: bool
+    margin: float
+    uniform: bool
+    spread: float
+    bed_offset: float
+
+
+def assess(image: np.ndarray) -> PolarityAssessment:
+    """Polarity of a whole scan from its border ring and interior: decision and margin.
+
+    The one place the rule lives: :func:`detect_inverted` returns ``inverted``,
+    ``qc.checks.polarity_margin`` returns ``margin``.
+
+    Parameters
+    ----------
+    image : ndarray of shape (M, N)
+        The whole scan, bed included (not a film already cropped); uint8 and
+        uint16 take exact order statistics from integer histograms, other
+        dtypes from ``np.percentile``.
+
+    Returns
+    -------
+    PolarityAssessment
+
+    Raises
+    ------
+    TypeError
+        When ``image`` is not 2-D.
+
+    Notes
+    -----
+    Statistics: 5th and 95th percentiles of the whole scan; 25th/50th/75th
+    percentiles of the border ring (width ``RING_FRACTION`` of the shorter
+    side; the four full-length strips, so the corners count twice); median of
+    the interior inside the ring. Percentiles follow ``np.percentile``'s
+    default (linear) method, computed from ``cv2.calcHist`` counts (OpenCV
+    documentation, "Histograms") for integer scans.
+    """
+    img = np.asarray(image)
+    if img.ndim != 2:
+        raise TypeError(f"expected a 2-D image, got shape {img.shape}")
+    w = max(2, int(min(img.shape) * RING_FRACTION))
+    if min(img.shape) <= 2 * w:
+        return PolarityAssessment(False, -DECISION_OFFSET, False, 0.0, 0.0)
+    if img.dtype in (np.uint8, np.uint16):
+        # exact order statistics from integer histograms (one cv2.calcHist pass, no sort, no float copy)
+        h_inner = _histogram(img[w:-w, w:-w])
+        h_strips = sum(_histogram(np.ascontiguousarray(a)) for a in (img[:w], img[-w:], img[w:-w, :w], img[w:-w, -w:]))
+        h_all = h_inner + h_strips
+        # the ring of 4 full strips counts the corners twice
+        h_ring = h_strips + sum(_histogram(a) for a in (img[:w, :w], img[:w, -w:], img[-w:, :w], img[-w:, -w:]))
+        p5, p95 = _percentile_from_hist(h_all, 5), _percentile_from_hist(h_all, 95)
+        r25, r_med, r75 = (_percentile_from_hist(h_ring, q) for q in (25, 50, 75))
+        inner_med = _percentile_from_hist(h_inner, 50)
+    else:
+        ring = np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[:, :w].ravel(), img[:, -w:].ravel()]).astype(np.float64)
+        p5, p95 = np.percentile(img, [5, 95])
+        r25, r_med, r75 = np.percentile(ring, [25, 50, 75])
+        inner_med = float(np.median(img[w:-w, w:-w].astype(np.float64)))
+    spread = max(float(p95 - p5), 1e-9)
+    uniform = float(r75 - r25) < UNIFORM_IQR * spread
+    s = (float(inner_med) - float(r_med)) / spread
+    inverted = bool(uniform and float(r_med) < inner_med - DECISION_OFFSET * spread)
+    margin = abs(s) - DECISION_OFFSET if uniform else -DECISION_OFFSET
+    return PolarityAssessment(inverted, float(margin), bool(uniform), spread, float(s))
 
 
 def detect_inverted(image: np.ndarray) -> bool:
@@ -29,9 +123,16 @@ def detect_inverted(image: np.ndarray) -> bool:
     Returns
     -------
     bool
-        True when the border ring (the bed) is fairly uniform and clearly darker
-        (by a quarter of the 5..95 % range) than the median of the interior; False otherwise, including
-        when there is no uniform border (no bed visible: undecidable, left as is).
+        True when the border ring (the bed) is fairly uniform (interquartile
+        range below ``UNIFORM_IQR`` of the 5..95 % range) and clearly darker (by
+        ``DECISION_OFFSET`` of that range) than the median of the interior;
+        False otherwise, including when there is no uniform border (no bed
+        visible: undecidable, left as is). See :func:`assess`.
+
+    Raises
+    ------
+    TypeError
+        When ``image`` is not 2-D.
 
     Notes
     -----
@@ -40,33 +141,7 @@ def detect_inverted(image: np.ndarray) -> bool:
     bed, and radiographs commonly have dark (directly exposed) borders, so the
     rule is not meant for crops.
     """
-    img = np.asarray(image)
-    if img.ndim != 2:
-        raise TypeError(f"expected a 2-D image, got shape {img.shape}")
-    w = max(2, int(min(img.shape) * RING_FRACTION))
-    if img.dtype in (np.uint8, np.uint16):
-        if min(img.shape) <= 2 * w:
-            return False
-        # exact order statistics from integer histograms (one cv2.calcHist pass, no sort, no float copy)
-        h_inner = _histogram(img[w:-w, w:-w])
-        h_strips = sum(_histogram(np.ascontiguousarray(a)) for a in (img[:w], img[-w:], img[w:-w, :w], img[w:-w, -w:]))
-        h_all = h_inner + h_strips
-        # the ring of 4 full strips counts the corners twice
-        h_ring = h_strips + sum(_histogram(a) for a in (img[:w, :w], img[:w, -w:], img[-w:, :w], img[-w:, -w:]))
-        p5, p95 = _percentile_from_hist(h_all, 5), _percentile_from_hist(h_all, 95)
-        r25, r_med, r75 = (_percentile_from_hist(h_ring, q) for q in (25, 50, 75))
-        inner_med = _percentile_from_hist(h_inner, 50)
-    else:
-        ring = np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[:, :w].ravel(), img[:, -w:].ravel()]).astype(np.float64)
-        inner = img[w:-w, w:-w].astype(np.float64)
-        if inner.size == 0:
-            return False
-        p5, p95 = np.percentile(img, [5, 95])
-        r25, r_med, r75 = np.percentile(ring, [25, 50, 75])
-        inner_med = float(np.median(inner))
-    spread = max(float(p95 - p5), 1e-9)
-    uniform = float(r75 - r25) < 0.1 * spread
-    return bool(uniform and float(r_med) < inner_med - 0.25 * spread)
+    return assess(image).inverted
 
 
 def _histogram(a: np.ndarray) -> np.ndarray:

@@ -311,20 +311,21 @@ def check_film_error(error: FilmError) -> list[QCResult]:
 
 
 # --- polarity ------------------------------------------------------------------------------------
-#: Mirrors of :func:`pipeline.polarity.detect_inverted`'s rule (it exposes no margin).
-POLARITY_DECISION_OFFSET = 0.25
-POLARITY_UNIFORM_IQR = 0.1
+#: The rule's constants, from :mod:`pipeline.polarity` (kept here under their earlier names).
+POLARITY_DECISION_OFFSET = polarity_mod.DECISION_OFFSET
+POLARITY_UNIFORM_IQR = polarity_mod.UNIFORM_IQR
 
 
 def polarity_margin(image: np.ndarray) -> float:
-    """How clearly the scan's polarity was decided, from the statistics polarity uses.
+    """How clearly the scan's polarity was decided: :func:`pipeline.polarity.assess`'s margin.
 
-    :func:`pipeline.polarity.detect_inverted` returns only a boolean. It calls a
-    scan negative when the border ring (the bed) is uniform and lies more than
-    ``0.25`` of the 5..95 % range below the interior median. This computes the
-    bed's offset ``s = (median(interior) - median(ring)) / (p95 - p5)`` and
-    returns ``|s| - 0.25``: how far beyond the decision offset the bed lies, on
-    the bright (positive) or dark (negative) side.
+    :func:`pipeline.polarity.detect_inverted` calls a scan negative when the
+    border ring (the bed) is uniform and lies more than ``0.25`` of the 5..95 %
+    range below the interior median. With the bed's offset
+    ``s = (median(interior) - median(ring)) / (p95 - p5)`` the margin is
+    ``|s| - 0.25``: how far beyond the decision offset the bed lies, on the
+    bright (positive) or dark (negative) side. Same statistics and rule as the
+    decision (one function, integer histograms; no sort of float copies).
 
     Parameters
     ----------
@@ -339,16 +340,7 @@ def polarity_margin(image: np.ndarray) -> float:
         within 0.25 of the interior median (a guess), ``-0.25`` when the ring is
         not uniform (no bed: undecidable, polarity left as scanned).
     """
-    img = np.asarray(image)
-    w = max(2, int(min(img.shape) * polarity_mod.RING_FRACTION))
-    ring = np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[:, :w].ravel(), img[:, -w:].ravel()]).astype(np.float64)
-    inner = img[w:-w, w:-w]
-    p5, p95 = np.percentile(img, [5, 95])
-    spread = max(float(p95 - p5), 1e-9)
-    if inner.size == 0 or float(np.percentile(ring, 75) - np.percentile(ring, 25)) >= POLARITY_UNIFORM_IQR * spread:
-        return -POLARITY_DECISION_OFFSET
-    s = (float(np.median(inner)) - float(np.median(ring))) / spread
-    return abs(s) - POLARITY_DECISION_OFFSET
+    return polarity_mod.assess(image).margin
 
 
 def check_polarity(margin: float, *, config: QCConfig) -> list[QCResult]:

@@ -241,6 +241,31 @@ def test_polarity_doubtful_without_bed(samples):
     assert codes(checks.check_polarity(checks.polarity_margin(s.film), config=CONFIG)) == ["polarity_doubtful"]
 
 
+def _polarity_by_numpy(img: np.ndarray) -> tuple[bool, float]:
+    """Decision and margin of the polarity rule written with numpy sorts over float64 copies (qc's
+    own copy of the rule before it took pipeline.polarity.assess's histogram statistics)."""
+    w = max(2, int(min(img.shape) * 0.02))
+    ring = np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[:, :w].ravel(), img[:, -w:].ravel()]).astype(np.float64)
+    inner = img[w:-w, w:-w]
+    p5, p95 = np.percentile(img, [5, 95])
+    spread = max(float(p95 - p5), 1e-9)
+    if inner.size == 0 or float(np.percentile(ring, 75) - np.percentile(ring, 25)) >= 0.1 * spread:
+        return False, -0.25
+    s = (float(np.median(inner)) - float(np.median(ring))) / spread
+    return s > 0.25, abs(s) - 0.25
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_polarity_margin_equals_the_numpy_rule(samples, name):
+    s = samples[name]
+    rng = np.random.default_rng(17)
+    noisy = np.clip(s.scan.astype(np.float64) + rng.normal(0, 0.05 * full(s), s.scan.shape), 0, full(s)).astype(s.scan.dtype)
+    for img in (s.scan, polarity.invert(s.scan, bits_stored=s.bits), s.film, noisy, s.scan[:5, :40]):
+        inverted, margin = _polarity_by_numpy(img)
+        assert checks.polarity_margin(img) == pytest.approx(margin, abs=1e-12)
+        assert polarity.detect_inverted(img) == inverted
+
+
 # --- label -----------------------------------------------------------------------------------------
 GOOD_FIELDS = {
     "PatientName": FieldValue("DOE^JANE", 91.0, "DOE, JANE"),
