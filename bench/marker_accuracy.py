@@ -233,8 +233,8 @@ def main() -> None:
     print()
     print(f"| orientation rule ({len(rows)} films) | decided % | right | wrong | undecided |")
     print("|---|---|---|---|---|")
-    variants = ("label only (before markers)", "label + marker (default)", "label + marker, marker_alone=True",
-                "label + marker, label_alone=False (strict)")
+    variants = ("label only (before markers)", "label + marker, label_alone=True (sites flashing cards upright)",
+                "label + marker, marker_alone=True", "label + marker, label_alone=False (strict, default)")
     causes: dict[str, dict[str, int]] = {}
     for name in variants:
         right = wrong = und = 0
@@ -246,7 +246,7 @@ def main() -> None:
                 t, src = turns_from_label(None if lk is None else LabelRegion((0, 0, 1, 1), rotation_k=lk)), "label"
             else:
                 d = decide_turns(lk, r.rotation_k if r.confident else None, marker_alone="marker_alone=True" in name,
-                                 label_alone="strict" not in name)
+                                 label_alone="label_alone=True" in name)
                 t, src = d.turns, d.source
             if t is None:
                 und += 1

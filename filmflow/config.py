@@ -36,6 +36,15 @@ class GeometryConfig(BaseModel):
     fix_orientation: bool = True
     rotation_k: int | None = Field(None, ge=0, le=3, description="force quarter turns (counter-clockwise) after deskew; None = automatic")
     fix_polarity: bool = True
+    orientation_label_alone: bool = Field(
+        False,
+        description="let a flashed label reading at 0 or 180 degrees turn the film without a lead marker that agrees; "
+        "true only for sites whose ID cards are flashed upright relative to the anatomy (a card flashed sideways on a "
+        "film fed sideways reads at 0/180 and would turn the film wrongly; pipeline.orientation.decide_turns)",
+    )
+    orientation_marker_alone: bool = Field(
+        False, description="let a lead marker at 0 or 180 degrees turn the film when the label gives no cue"
+    )
     content_skew_min_confidence: float | None = Field(
         0.12,
         ge=0,

@@ -178,7 +178,9 @@ def _process(
     with timer("marker"):
         mark = marker.read_marker(film, dpi=scan.dpi, exclude_box=reading.region.box if reading.region else None)
     decision = orientation.decide_turns(reading.region.rotation_k if reading.region else None,
-                                        mark.rotation_k if mark.confident else None)
+                                        mark.rotation_k if mark.confident else None,
+                                        label_alone=settings.geometry.orientation_label_alone,
+                                        marker_alone=settings.geometry.orientation_marker_alone)
     if settings.geometry.rotation_k is None and settings.geometry.fix_orientation:
         record["geometry"].update(orientation_source=decision.source, orientation_note=decision.note)
         if decision.decided:

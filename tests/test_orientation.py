@@ -36,13 +36,22 @@ def test_turns_from_label():
     assert turns_from_label(LabelRegion((0, 0, 1, 1), rotation_k=1)) is None  # sideways cards decide nothing
 
 
-def test_film_scanned_upside_down_is_turned_upright(tmp_path):
-    """film_03 fed upside down: same identity, same pixels as the upright film, orientation decided."""
+def _upside_down(tmp_path):
     truth = json.loads((SAMPLES / "film_03.json").read_text())
     upright = np.asarray(Image.open(SAMPLES / "film_03.png"))
     src = tmp_path / "film_03.png"  # same name: the manifest's scan_file row applies
     Image.fromarray(np.rot90(upright, 2).copy()).save(src, dpi=(truth["dpi"], truth["dpi"]))
+    return truth, src
+
+
+def test_film_scanned_upside_down_is_turned_upright(tmp_path):
+    """film_03 fed upside down: same identity, same pixels as the upright film, orientation decided.
+
+    The sample site declares ``geometry.orientation_label_alone`` (its cards are flashed upright).
+    """
+    truth, src = _upside_down(tmp_path)
     settings = load_settings(SAMPLES / "filmflow.toml")
+    assert settings.geometry.orientation_label_alone
     rows = load_manifest(SAMPLES / "manifest.csv", settings.manifest)
     out = {}
     for name, path in (("turned", src), ("upright", SAMPLES / "film_03.png")):
@@ -63,3 +72,20 @@ def test_film_scanned_upside_down_is_turned_upright(tmp_path):
     assert abs(a.shape[0] - b.shape[0]) <= 2 and abs(a.shape[1] - b.shape[1]) <= 2
     assert corr > 0.98
     assert "turned 180 deg" in pydicom.dcmread(turned.staged_path).DerivationDescription
+
+
+def test_label_alone_does_not_turn_a_film_by_default(tmp_path):
+    """Without the site's convention (default settings) an upside-down label and no lead marker
+    leave the film as scanned, undecided and said so: the label could be a card flashed sideways."""
+    truth, src = _upside_down(tmp_path)
+    settings = load_settings(SAMPLES / "filmflow.toml", geometry={"orientation_label_alone": False})
+    rows = load_manifest(SAMPLES / "manifest.csv", settings.manifest)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    res = process_film(src, source_file="film_03.png", settings=settings, batch_name="b",
+                       manifest_rows=rows, staging_dir=staging)
+    geom = res.record["geometry"]
+    assert geom["rotation_k"] == 0 and not geom["orientation_decided"], geom
+    assert "orientation_undecided" in {f["code"] for f in res.record["qc"]}
+    for kw, value in truth["fields"].items():  # the label is still read (upside down)
+        assert res.record["header"][kw] == value
