@@ -55,7 +55,12 @@ def check_image(film: np.ndarray, *, bits_stored: int, config: QCConfig) -> list
 
 
 def check_geometry(geometry: Geometry, *, config: QCConfig) -> list[QCResult]:
-    """Film cut off by the bed edge, several films on the bed, orientation undecided."""
+    """Film cut off by the bed edge, several films on the bed, skew unmeasured, orientation undecided.
+
+    ``skew_unmeasured`` (review): ``skew_source`` is ``none`` (no trustworthy film edge and
+    no confident content skew, see :func:`pipeline.geometry.find_film_or_content`), so the
+    film was left unrotated rather than turned by a guessed angle.
+    """
     out: list[QCResult] = []
     if geometry.film_count > 1:
         out.append(QCResult("multiple_films", "review", geometry.film_count, 1, "more than one film found on the scanner bed"))
@@ -63,6 +68,9 @@ def check_geometry(geometry: Geometry, *, config: QCConfig) -> list[QCResult]:
         out.append(QCResult("film_cut_off", "review", True, False, "the film runs off the edge of the scan"))
     if abs(geometry.skew_deg) > 45:
         out.append(QCResult("skew_out_of_range", "review", round(geometry.skew_deg, 2), 45, "skew outside the supported range"))
+    if geometry.skew_source == "none":
+        out.append(QCResult("skew_unmeasured", "review", None, None,
+                            "no film edge and no dominant content direction: skew not measured, film left unrotated"))
     if not geometry.orientation_decided:
         out.append(QCResult("orientation_undecided", "info", None, None, "orientation could not be decided from label or markers; left as scanned"))
     return out

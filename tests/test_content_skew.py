@@ -235,3 +235,23 @@ def test_film_record_says_where_the_skew_came_from(hip_film, tmp_path):
     assert got["bedless"]["geometry"]["skew_source"] == "content"
     assert got["bedless"]["skew_deg"] == pytest.approx(6.0, abs=0.2)
     assert got["bed"]["geometry"]["skew_source"] == "edges"
+
+
+@pytest.mark.parametrize(("name", "angle"), [("film_04.tif", 9.0), ("film_04.tif", 13.0), ("film_02.tif", -11.0),
+                                             ("film_10.tif", -11.0)])
+def test_bedless_film_without_content_direction_is_left_unrotated(name, angle):
+    """A film filling the scan whose content gives no angle: find_film takes anatomy for 0-1 film
+    "edges" (measured before the frame rule: 6-28 deg wrong on these four). Now no rotation
+    (source 'none', skew 0, the whole scan) and QC holds it for review (skew_unmeasured)."""
+    from filmflow.config import QCConfig
+    from qc import checks
+
+    scan = load_scan(SAMPLES / name, default_dpi=100, max_pixels=10**9).pixels
+    film, _ = straighten(scan, max_skew_deg=20)
+    bedless = np.ascontiguousarray(inner_crop(rotate(film, angle, int(np.median(film))), angle))
+    det = find_film_or_content(bedless, min_confidence=MIN_CONFIDENCE)
+    assert (det.skew_source, det.skew_deg) == ("none", 0.0)
+    out, geom = straighten(bedless, max_skew_deg=20, detection=det)
+    assert out.shape == bedless.shape and np.array_equal(out, bedless)
+    found = {r.code: r.severity for r in checks.check_geometry(geom, config=QCConfig())}
+    assert found["skew_unmeasured"] == "review"

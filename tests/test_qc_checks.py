@@ -190,6 +190,17 @@ def test_film_cut_off_by_bed_edge(samples):
     assert "film_cut_off" not in codes(checks.check_geometry(samples["film_01"].geom, config=CONFIG))
 
 
+def test_skew_unmeasured_held_for_review(samples):
+    """skew_source 'none' (no trustworthy edge, no content direction): held; measured skews are not."""
+    geom = replace(samples["film_01"].geom, skew_source="none", skew_deg=0.0)
+    (r,) = [r for r in checks.check_geometry(geom, config=CONFIG) if r.code == "skew_unmeasured"]
+    assert r.severity == "review"
+    for src in ("edges", "content"):
+        geom = replace(samples["film_01"].geom, skew_source=src)
+        assert "skew_unmeasured" not in codes(checks.check_geometry(geom, config=CONFIG))
+    assert samples["film_01"].geom.skew_source == "edges"
+
+
 def test_two_films_on_the_bed(samples):
     a, b = samples["film_01"].scan, samples["film_07"].scan  # both 12-bit in uint16
     rows = min(a.shape[0], b.shape[0])
