@@ -108,6 +108,30 @@ def test_bilateral_fast_path_range_and_values(clean12, top):
     np.testing.assert_array_equal(out, ref.astype(np.uint16))
 
 
+def test_specks_repaired_at_their_own_pixels(clean12):
+    """Planted specks on a non-square film (rows != cols, so a swapped (x, y) would repair the
+    wrong pixels): both methods equal the reference that repairs every flagged pixel by its
+    3x3 median before filtering."""
+    rng = np.random.default_rng(21)
+    img = np.clip(np.rint(clean12[:, : clean12.shape[1] * 2 // 3] + rng.normal(0, 8, (clean12.shape[0], clean12.shape[1] * 2 // 3))),
+                  0, 4095).astype(np.uint16)
+    assert img.shape[0] != img.shape[1]
+    rr, cc = rng.integers(5, img.shape[0] - 5, 40), rng.integers(5, img.shape[1] - 5, 40)
+    img[rr, cc] = np.where(img[rr, cc] > 2048, 0, 4095)
+    sigma = estimate_noise_sigma(img)
+    med = cv2.medianBlur(img, 3)
+    speck = np.abs(img.astype(np.int64) - med) > 6.0 * sigma
+    assert speck[rr, cc].mean() > 0.9
+    work = img.astype(np.float32)
+    work[speck] = med[speck]
+    ref = np.clip(np.rint(cv2.bilateralFilter(work, d=5, sigmaColor=2.0 * sigma, sigmaSpace=1.5)), 0, 4095)
+    np.testing.assert_array_equal(denoise(img, method="bilateral"), ref.astype(np.uint16))
+    fixed = img.copy()
+    fixed[speck] = med[speck]
+    nl = cv2.fastNlMeansDenoising(fixed, [0.8 * sigma], templateWindowSize=5, searchWindowSize=15, normType=cv2.NORM_L1)
+    np.testing.assert_array_equal(denoise(img, method="nlmeans"), np.clip(nl, img.min(), img.max()))
+
+
 @pytest.mark.parametrize("shape", [(3, 3), (4, 5), (64, 64), (65, 63)])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_noise_sigma_histogram_median_matches_numpy(shape, dtype):
