@@ -168,6 +168,7 @@ def _process(
                             "film_count": geom.film_count, "rotation_k": geom.rotation_k,
                             "orientation_decided": geom.orientation_decided, "skew_source": geom.skew_source})
 
+    undenoised = film  # the label-kind test compares grain, which denoising removes
     with timer("denoise"):
         film = denoise_mod.denoise(film, method=settings.denoise.method, strength=settings.denoise.strength)
     record.update(phash=qc_phash.film_phash(film), polarity_margin=round(polarity_margin, 3),
@@ -175,6 +176,10 @@ def _process(
 
     with timer("ocr"):
         reading = label.read_label(film, dpi=scan.dpi, config=settings.ocr)
+        if reading.region is not None:
+            kind = label.classify_region(undenoised, reading.region, dpi=scan.dpi)
+            reading = dataclasses.replace(reading, region=dataclasses.replace(reading.region, kind=kind))
+    del undenoised
     with timer("marker"):
         mark = marker.read_marker(film, dpi=scan.dpi, exclude_box=reading.region.box if reading.region else None)
     decision = orientation.decide_turns(reading.region.rotation_k if reading.region else None,

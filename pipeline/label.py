@@ -36,7 +36,7 @@ import numpy as np
 from filmflow.config import OCRConfig
 from pipeline.label_fields import KEYS, parse_label, value_spans
 from pipeline.label_kind import classify_label
-from pipeline.ocr import BoxedWord, ocr_boxes, ocr_lines
+from pipeline.ocr import BoxedWord, ocr_boxes
 from pipeline.types import FieldValue, LabelReading, LabelRegion, OcrLine, OcrWord
 
 __all__ = [
@@ -313,6 +313,38 @@ def locate_label(film: np.ndarray, *, dpi: float) -> LabelRegion | None:
     h, w = box[2] - box[0], box[3] - box[1]
     return LabelRegion(box=box, rotation_k=1 if h > w else 0, dark_text=dark_text,
                        kind=classify_label(g_full, box, dpi))
+
+
+def classify_region(film: np.ndarray, region: LabelRegion, *, dpi: float) -> str:
+    """The kind of a located label, measured on ``film`` (:func:`pipeline.label_kind.classify_label`).
+
+    For measuring on another rendering of the film than the one the label was found on: the
+    adhesive-paper test compares the film's grain with the patch's, so it needs the film before
+    denoising (which removes most grain, after which a flashed patch next to dark anatomy can pass
+    for a grain-free sticker).
+
+    Parameters
+    ----------
+    film : ndarray of shape (M, N), uint8 or uint16
+        MONOCHROME2 film, same geometry as the one ``region`` was located on.
+    region : LabelRegion
+        From :func:`locate_label` (``box`` and ``dark_text`` are used).
+    dpi : float
+        Scan resolution, dots per inch.
+
+    Returns
+    -------
+    str
+        ``printed``, ``adhesive`` or ``handwritten``.
+
+    Raises
+    ------
+    ValueError
+        ``film`` not 2-D uint8/uint16, ``dpi`` not positive, or the box outside ``film``.
+    """
+    _check_film(film, dpi)
+    f = _unit(film)
+    return classify_label(f if region.dark_text else 1.0 - f, region.box, dpi)
 
 
 # --------------------------------------------------------------------------------------------
