@@ -36,7 +36,10 @@ Choices measured (bench/README.md, "Content skew"): an inscribed-disk mask
 (rotation-invariant support) lost the labels in the film corners and gave
 0.1-1 degree errors on films; unit weights instead of gradient magnitude let
 anatomy texture win; a linear detrend of the fine curve (whole window, or its
-wings only) made documents and films slightly worse.
+wings only) made documents and films slightly worse. Refusing an angle when the
+near-horizontal and near-vertical families each peak confidently but > 1 degree apart
+would catch the oblique-anatomy failure below, but drops two of deskew's pages (their
+vertical family peaks confidently away from the text lines).
 
 The sign convention is that of :mod:`pipeline.geometry`: the angle by which the
 content lies rotated, counter-clockwise positive as seen on screen (image y axis
