@@ -148,14 +148,15 @@ def _process(
     with timer("geometry"):
         pixels = scan.pixels
         inverted = False
-        if settings.geometry.fix_polarity and polarity.detect_inverted(pixels):
+        assessed = polarity.assess(pixels)  # one pass: the decision here, its margin for QC below
+        if settings.geometry.fix_polarity and assessed.inverted:
             pixels = polarity.invert(pixels, bits_stored=scan.bits_stored)
             inverted = True
         margin_px = int(round(settings.geometry.bed_margin_mm / 25.4 * scan.dpi))
         film, geom = geometry.straighten(pixels, max_skew_deg=settings.geometry.max_skew_deg, margin_px=margin_px,
                                          content_min_confidence=settings.geometry.content_skew_min_confidence)
     with timer("qc_geometry"):
-        polarity_margin = checks.polarity_margin(scan.pixels)
+        polarity_margin = assessed.margin
         residual_skew = checks.measure_residual_skew(pixels, geom, margin_px=int(round(0.25 * scan.dpi)))
         del pixels
     if settings.geometry.rotation_k:  # a reviewer's forced orientation
