@@ -199,6 +199,20 @@ class OrthancServer:
             self._log.close()
             self._log = None
 
+    def kill(self) -> None:
+        """Stop the process at once (SIGKILL), as a crash or a pulled cable would.
+
+        A graceful ``stop()`` lets Orthanc finish the associations it holds, which can take
+        longer than a fast client needs to push the rest of a batch. Keeps the storage.
+        """
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
     def cleanup(self) -> None:
         """Stop and remove the temporary directory."""
         self.stop()
