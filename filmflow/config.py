@@ -14,13 +14,19 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from filmflow.errors import ConfigError
 
 
-class ScanConfig(BaseModel):
+class _Section(BaseModel):
+    """A configuration section: unknown keys are refused (a misspelled setting must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScanConfig(_Section):
     """Reading scan files."""
 
     default_dpi: float = Field(150.0, gt=10, le=5000, description="DPI when the file carries none")
@@ -28,7 +34,7 @@ class ScanConfig(BaseModel):
     extensions: tuple[str, ...] = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
 
-class GeometryConfig(BaseModel):
+class GeometryConfig(_Section):
     """Film detection and deskew (pipeline.geometry)."""
 
     max_skew_deg: float = Field(20.0, gt=0, le=45)
@@ -54,14 +60,14 @@ class GeometryConfig(BaseModel):
     )
 
 
-class DenoiseConfig(BaseModel):
+class DenoiseConfig(_Section):
     """Mild edge-preserving denoise (pipeline.denoise)."""
 
     method: Literal["bilateral", "nlmeans", "off"] = "bilateral"
     strength: float = Field(1.0, ge=0, le=5, description="multiplier of the estimated noise sigma")
 
 
-class OCRConfig(BaseModel):
+class OCRConfig(_Section):
     """Label reading (pipeline.label, pipeline.ocr, pipeline.label_fields)."""
 
     engine: Literal["auto", "tesserocr", "pytesseract"] = Field(
@@ -91,7 +97,7 @@ class OCRConfig(BaseModel):
     )
 
 
-class ManifestConfig(BaseModel):
+class ManifestConfig(_Section):
     """Manifest CSV columns (RIS exports differ): DICOM keyword -> column name."""
 
     columns: dict[str, str] = Field(
@@ -108,7 +114,7 @@ class ManifestConfig(BaseModel):
     name_match_threshold: float = Field(90.0, ge=0, le=100, description="rapidfuzz ratio for names")
 
 
-class DicomConfig(BaseModel):
+class DicomConfig(_Section):
     """The digitized-film DICOM object (pipeline.dicom_film)."""
 
     sop_class: Literal["multiframe", "sc"] = "multiframe"
@@ -125,7 +131,7 @@ class DicomConfig(BaseModel):
     keep_original: bool = False
 
 
-class QCConfig(BaseModel):
+class QCConfig(_Section):
     """QC thresholds (qc.checks)."""
 
     min_dynamic_range: float = Field(0.15, ge=0, le=1, description="p99-p1 as a fraction of full scale")
@@ -155,7 +161,7 @@ class QCConfig(BaseModel):
     run_dciodvfy: bool = True
 
 
-class ArchiveConfig(BaseModel):
+class ArchiveConfig(_Section):
     """Archive target (filmflow.archive)."""
 
     url: str = "archive"
@@ -190,7 +196,7 @@ class ArchiveConfig(BaseModel):
         return self
 
 
-class RunConfig(BaseModel):
+class RunConfig(_Section):
     """Batch execution."""
 
     work_dir: Path = Path(".filmflow")

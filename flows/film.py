@@ -157,7 +157,10 @@ def _process(
                                          content_min_confidence=settings.geometry.content_skew_min_confidence)
     with timer("qc_geometry"):
         polarity_margin = assessed.margin
-        residual_skew = checks.measure_residual_skew(pixels, geom, margin_px=int(round(0.25 * scan.dpi)))
+        # re-measuring the film's edges checks an edge-based deskew only; a content or unmeasured skew
+        # has no film edge to re-measure (the scan border would give back the applied correction)
+        residual_skew = (checks.measure_residual_skew(pixels, geom, margin_px=int(round(0.25 * scan.dpi)))
+                         if geom.skew_source == "edges" else None)
         del pixels
     if settings.geometry.rotation_k:  # a reviewer's forced orientation
         film = np.ascontiguousarray(np.rot90(film, settings.geometry.rotation_k))
@@ -198,8 +201,18 @@ def _process(
             geom = dataclasses.replace(geom, rotation_k=turns, orientation_decided=True,
                                        crop_shape=(int(film.shape[0]), int(film.shape[1])))
             record["geometry"].update(rotation_k=turns, orientation_decided=True, crop_shape=list(geom.crop_shape))
-    laterality = mark.letter if mark.confident else ""
+    label_k = reading.region.rotation_k if reading.region else None
+    # a marker reading upside down against the label (opposite turns; a quarter turn apart is a card
+    # flashed sideways, common) may be no marker at all: no laterality from it
+    disagree = (mark.confident and label_k is not None and mark.rotation_k is not None
+                and (label_k - mark.rotation_k) % 4 == 2)
+    laterality = mark.letter if mark.confident and not disagree else ""
     record["marker"] = mark.as_record()
+    if disagree:
+        record.setdefault("notes", []).append("lead marker's turn contradicts the label's: laterality not taken from it")
+    if not geom.orientation_decided:
+        record.setdefault("notes", []).append(
+            f"orientation undecided, film left as scanned ({decision.note or 'no label or marker cue'})")
     record.update(
         laterality=laterality,
         ocr_confidence=round(reading.confidence, 1) if reading.fields else "",

@@ -62,6 +62,8 @@ LETTER_MM = (4.0, 35.0)
 BLOB_MM = 55.0
 #: Blobs closer than this to the film's edge (its rim, a cut-off letter) are not candidates, mm.
 EDGE_MM = 3.0
+#: Margin round the excluded label box, mm; a candidate reaching into it is dropped.
+EXCLUDE_MARGIN_MM = 2.0
 #: Square of the grey opening whose residue (white top-hat) keeps marker strokes, mm.
 TOPHAT_MM = 12.0
 #: Top-hat levels (fraction of the film's range) at which candidate blobs are cut.
@@ -308,9 +310,14 @@ def find_candidates(
     tophat = cv2.morphologyEx(small, cv2.MORPH_TOPHAT, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     bright = float(np.percentile(small, 99.0))
     keep = np.ones(small.shape, bool)
+    zone = None
     if exclude_box is not None:
+        # the label and a margin round it; a blob that reaches this zone is cut by it (the corner
+        # of a bright label patch next to anatomy can pass for an L), so it is not a letter
+        m = max(2, int(round(EXCLUDE_MARGIN_MM * px_mm)))
         r0, c0, r1, c1 = (int(v * scale) for v in exclude_box)
-        keep[max(0, r0 - 2):r1 + 3, max(0, c0 - 2):c1 + 3] = False
+        zone = (max(0, r0 - m), max(0, c0 - m), r1 + m + 1, c1 + m + 1)
+        keep[zone[0]:zone[2], zone[1]:zone[3]] = False
     lo, hi = LETTER_MM[0] * px_mm, BLOB_MM * px_mm
     edge = max(1, int(round(EDGE_MM * px_mm)))
     out: list[tuple[tuple[int, int, int, int], float]] = []
@@ -327,6 +334,8 @@ def find_candidates(
                 continue
             if min(x, y, small.shape[1] - x - w, small.shape[0] - y - h) < edge:
                 continue  # on the film's rim or cut by its edge: not a whole letter
+            if zone is not None and y <= zone[2] and y + h >= zone[0] and x <= zone[3] and x + w >= zone[1]:
+                continue  # touches the label's zone: cut by it, not a whole letter
             box = (int(y / scale), int(x / scale), int(np.ceil((y + h) / scale)), int(np.ceil((x + w) / scale)))
             if any(_iou(box, b) > 0.7 for b, _ in out):
                 continue

@@ -26,6 +26,17 @@ def test_bad_configuration_names_the_field(tmp_path, text):
         load_settings(cfg)
 
 
+@pytest.mark.parametrize("text, field", [
+    ('[archive]\nstorage_comitment = "require"\n', "archive.storage_comitment"),
+    ("[geometry]\norientation_lable_alone = true\n", "geometry.orientation_lable_alone"),
+])
+def test_misspelled_setting_is_refused_by_name(tmp_path, text, field):
+    cfg = tmp_path / "f.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=field):
+        load_settings(cfg)
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "nope.toml")

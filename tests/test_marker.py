@@ -230,7 +230,10 @@ def test_film_orientation_from_label_and_marker(tmp_path, scan_k, marker_k, expe
         assert not geo["orientation_decided"] and geo["rotation_k"] == 0
         assert "disagree" in geo["orientation_note"]
         assert "orientation_undecided" in [f["code"] for f in rec["qc"]]
-        assert rec["laterality"] == "L"  # an upside-down L is still an L
+        # an upside-down L is still an L, but a "marker" upside down against the label may be no
+        # marker at all (a label corner next to anatomy once read as one): no laterality, said so
+        assert rec["laterality"] == ""
+        assert any("contradicts the label" in n for n in rec["notes"])
         return
     assert out.state == "processed", (rec.get("qc_flags"), out.error)
     assert geo["orientation_decided"] and geo["rotation_k"] == expect_turn
@@ -241,3 +244,17 @@ def test_film_orientation_from_label_and_marker(tmp_path, scan_k, marker_k, expe
     ds = pydicom.dcmread(out.staged_path)
     assert ds.ImageLaterality == "L"
     assert ds.Rows > ds.Columns  # portrait again after the quarter turn
+
+
+def test_blob_reaching_into_the_label_zone_is_not_a_marker():
+    """A letter-shaped bright blob within 2 mm of the label box is cut by the label zone (the
+    corner of a bright label patch next to anatomy once read as an L): it is not a candidate."""
+    film = _marked_film_03("L", 0)  # the L is ~12 mm high, centred at (650, 1000), 200 DPI
+    far = read_marker(film, dpi=200.0, exclude_box=(1300, 40, 1450, 600))
+    assert far.confident and far.letter == "L"
+    r0, c0, r1, c1 = far.box
+    assert 550 < (r0 + r1) / 2 < 750 and 900 < (c0 + c1) / 2 < 1100  # the drawn letter
+    near = read_marker(film, dpi=200.0, exclude_box=(r0, c0 - 300, r1, c0 - 8))  # 1 mm to its left
+    clear = read_marker(film, dpi=200.0, exclude_box=(r0, c0 - 300, r1, c0 - 40))  # 5 mm off: still read
+    assert clear.confident and clear.letter == "L"
+    assert near.letter == "" and not near.confident
