@@ -72,6 +72,13 @@ def check_batch_inputs(
     if archive:
         overrides["archive"] = {**overrides.get("archive", {}), "url": archive}
     settings = load_settings(config, **overrides)
+    url = canonical_url(settings.archive.url)
+    scheme = url.split("://", 1)[0] if "://" in url else "folder"
+    if settings.archive.storage_commitment == "require" and scheme != "dicom":
+        raise ConfigError(
+            f"archive.storage_commitment = 'require' applies to dicom:// archives only (DICOM Storage "
+            f"Commitment); this archive is a {scheme} target: use 'auto' or 'off'"
+        )
     source_root = Path(source_dir).resolve()
     if not source_root.is_dir():
         raise SourceError(f"source folder not found or not a folder: {source_dir}")

@@ -203,6 +203,22 @@ def test_require_without_port_is_a_config_error():
         load_settings(archive={"storage_commitment": "require"})
 
 
+@pytest.mark.parametrize("url, kind", [("out/archive", "folder"), ("http://127.0.0.1:1/dicom-web", "http")])
+def test_require_on_an_archive_without_commitment_is_refused_before_the_batch(tmp_path, url, kind):
+    from filmflow.batch import check_batch_inputs
+
+    (tmp_path / "scans").mkdir()
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('[archive]\nstorage_commitment = "require"\ncommitment_port = 11113\n')
+    with pytest.raises(ConfigError, match=f"dicom:// archives only.*{kind} target"):
+        check_batch_inputs(tmp_path / "scans", "b", archive=url, config=str(cfg), check_archive=False,
+                           run={"work_dir": str(tmp_path / "work")})
+    # the same site file is fine for a PACS
+    got = check_batch_inputs(tmp_path / "scans", "b", archive="dicom://PACS@127.0.0.1:1", config=str(cfg),
+                             check_archive=False, run={"work_dir": str(tmp_path / "work")})
+    assert got.settings.archive.storage_commitment == "require"
+
+
 def test_listener_port_in_use_is_transient():
     port = free_port()
     first = acquire_listener("FILMFLOW", "127.0.0.1", port)
