@@ -63,7 +63,7 @@ def archive_identity_task(tag: str, archive: Archive, header: dict[str, str]) ->
       retry_condition_fn=_retry_transient)
 def verify_film_task(tag: str, archive: Archive, receipt: StoreReceipt, retrieve: bool) -> CommitmentOutcome | None:
     """Confirm the archive holds the instance (and, when ``retrieve``, identical pixels); a DICOM archive's commitment outcome."""
-    return archive.verify(receipt, retrieve=retrieve)  # type: ignore[func-returns-value]
+    return archive.verify(receipt, retrieve=retrieve)
 
 
 def verify_sample(sop_uid: str, fraction: float) -> bool:

@@ -27,6 +27,7 @@ from filmflow.config import ArchiveConfig
 from filmflow.errors import ArchiveError, ArchiveUnreachableError, ConfigError, StoreFailedError
 
 if TYPE_CHECKING:
+    from filmflow.archive.commitment import CommitmentOutcome
     from pydicom import Dataset
 
 #: SOP Classes filmflow writes (PS3.4 B.5).
@@ -240,8 +241,14 @@ class Archive(abc.ABC):
         """
 
     @abc.abstractmethod
-    def verify(self, receipt: StoreReceipt, *, retrieve: bool = True) -> None:
+    def verify(self, receipt: StoreReceipt, *, retrieve: bool = True) -> "CommitmentOutcome | None":
         """Confirm the archive holds the instance (and, when ``retrieve``, identical pixels).
+
+        Returns
+        -------
+        CommitmentOutcome or None
+            How a DICOM archive confirmed it (Storage Commitment, PS3.4 Annex J, or
+            C-FIND/C-GET only); None for archives without commitment (folder, DICOMweb).
 
         Raises
         ------
