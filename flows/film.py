@@ -179,10 +179,7 @@ def _process(
                   residual_skew_deg=None if residual_skew is None else round(residual_skew, 3))
 
     with timer("ocr"):
-        reading = label.read_label(film, dpi=scan.dpi, config=settings.ocr)
-        if reading.region is not None:
-            kind = label.classify_region(undenoised, reading.region, dpi=scan.dpi)
-            reading = dataclasses.replace(reading, region=dataclasses.replace(reading.region, kind=kind))
+        reading = label.read_label(film, dpi=scan.dpi, config=settings.ocr, kind_from=undenoised)
     del undenoised
     with timer("marker"):
         mark = marker.read_marker(film, dpi=scan.dpi, exclude_box=reading.region.box if reading.region else None)

@@ -255,7 +255,7 @@ def _best_candidate(dark: np.ndarray, light: np.ndarray, wdpi: float, depth: flo
     return best
 
 
-def locate_label(film: np.ndarray, *, dpi: float) -> LabelRegion | None:
+def locate_label(film: np.ndarray, *, dpi: float, kind_from: np.ndarray | None = None) -> LabelRegion | None:
     """Find the flashed ID label on a straightened, cropped film.
 
     Parameters
@@ -265,6 +265,11 @@ def locate_label(film: np.ndarray, *, dpi: float) -> LabelRegion | None:
     dpi : float
         Scan resolution, dots per inch (sets the physical size limits:
         label sides 5..180 mm).
+    kind_from : ndarray of shape (M, N), uint8 or uint16, optional
+        The same film before denoising, to measure the label's ``kind`` on
+        (default ``film``): the adhesive-paper test compares the film's grain
+        with the patch's, and denoising removes most grain, after which a
+        flashed patch next to dark anatomy can pass for a grain-free sticker.
 
     Returns
     -------
@@ -281,7 +286,8 @@ def locate_label(film: np.ndarray, *, dpi: float) -> LabelRegion | None:
     Raises
     ------
     ValueError
-        ``film`` is not 2-D uint8/uint16, or ``dpi`` is not positive.
+        ``film`` (or ``kind_from``) is not 2-D uint8/uint16, their shapes differ,
+        or ``dpi`` is not positive.
     """
     _check_film(film, dpi)
     f = _unit(film)
@@ -311,40 +317,14 @@ def locate_label(film: np.ndarray, *, dpi: float) -> LabelRegion | None:
             break
         box = new
     h, w = box[2] - box[0], box[3] - box[1]
+    if kind_from is not None:
+        _check_film(kind_from, dpi)
+        if kind_from.shape != film.shape:
+            raise ValueError("kind_from must have the film's shape")
+        k = _unit(kind_from)
+        g_full = k if dark_text else 1.0 - k
     return LabelRegion(box=box, rotation_k=1 if h > w else 0, dark_text=dark_text,
                        kind=classify_label(g_full, box, dpi))
-
-
-def classify_region(film: np.ndarray, region: LabelRegion, *, dpi: float) -> str:
-    """The kind of a located label, measured on ``film`` (:func:`pipeline.label_kind.classify_label`).
-
-    For measuring on another rendering of the film than the one the label was found on: the
-    adhesive-paper test compares the film's grain with the patch's, so it needs the film before
-    denoising (which removes most grain, after which a flashed patch next to dark anatomy can pass
-    for a grain-free sticker).
-
-    Parameters
-    ----------
-    film : ndarray of shape (M, N), uint8 or uint16
-        MONOCHROME2 film, same geometry as the one ``region`` was located on.
-    region : LabelRegion
-        From :func:`locate_label` (``box`` and ``dark_text`` are used).
-    dpi : float
-        Scan resolution, dots per inch.
-
-    Returns
-    -------
-    str
-        ``printed``, ``adhesive`` or ``handwritten``.
-
-    Raises
-    ------
-    ValueError
-        ``film`` not 2-D uint8/uint16, ``dpi`` not positive, or the box outside ``film``.
-    """
-    _check_film(film, dpi)
-    f = _unit(film)
-    return classify_label(f if region.dark_text else 1.0 - f, region.box, dpi)
 
 
 # --------------------------------------------------------------------------------------------
@@ -753,7 +733,8 @@ def reread_tokens(
     return out
 
 
-def read_label(film: np.ndarray, *, dpi: float, config: OCRConfig) -> LabelReading:
+def read_label(film: np.ndarray, *, dpi: float, config: OCRConfig,
+               kind_from: np.ndarray | None = None) -> LabelReading:
     """Locate, prepare, OCR and parse the film's ID label.
 
     Parameters
@@ -763,6 +744,8 @@ def read_label(film: np.ndarray, *, dpi: float, config: OCRConfig) -> LabelReadi
     dpi : float
         Scan resolution, dots per inch.
     config : OCRConfig
+    kind_from : ndarray, optional
+        The film before denoising, for the label's ``kind`` (see :func:`locate_label`).
 
     Returns
     -------
@@ -790,7 +773,7 @@ def read_label(film: np.ndarray, *, dpi: float, config: OCRConfig) -> LabelReadi
     wins. Its identifier and date words are then read again (:func:`reread_tokens`):
     two or three Tesseract runs per label in all.
     """
-    region = locate_label(film, dpi=dpi)
+    region = locate_label(film, dpi=dpi, kind_from=kind_from)
     if region is None:
         return LabelReading(fields={})
     best = None

@@ -106,9 +106,8 @@ def test_qc_holds_handwriting_and_records_adhesive():
 def test_flashed_label_near_dark_anatomy_is_printed_when_measured_before_denoise():
     """Sample film_06 (flashed card, top-right, next to dark anatomy): after denoising the film
     has no measurable grain and the anatomy's gradient looks like a sticker's shadow, so the kind
-    is measured on the film before denoising (what flows.film does)."""
+    is measured on the film before denoising (``kind_from``, what flows.film passes)."""
     from pipeline import denoise, geometry, scan_io
-    from pipeline.label import classify_region
 
     root = Path(__file__).resolve().parents[1] / "sample_scans"
     scan = scan_io.load_scan(root / "film_06.tif", default_dpi=150, max_pixels=10**8)
@@ -116,4 +115,5 @@ def test_flashed_label_near_dark_anatomy_is_printed_when_measured_before_denoise
     smooth = denoise.denoise(film)
     region = locate_label(smooth, dpi=scan.dpi)
     assert region is not None and region.kind == "adhesive"  # the trap, on the denoised film
-    assert classify_region(film, region, dpi=scan.dpi) == "printed"
+    before = locate_label(smooth, dpi=scan.dpi, kind_from=film)
+    assert before.box == region.box and before.kind == "printed"
