@@ -158,6 +158,12 @@ class QCConfig(_Section):
     adhesive_label_severity: Literal["info", "review"] = Field(
         "info", description="an adhesive paper label (read as printed): recorded"
     )
+    no_bed_severity: Literal["review", "info"] = Field(
+        "review",
+        description="a scan showing no scanner bed around the film (already cropped to it; qc code no_bed_visible): "
+        "its edges, polarity and whether it is whole cannot be checked, so it is held for review; 'info' only for "
+        "sites whose digitizer always delivers one whole, positive, straight film without its surround",
+    )
     run_dciodvfy: bool = True
 
 

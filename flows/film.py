@@ -233,8 +233,8 @@ def _process(
     findings += checks.check_image(film, bits_stored=scan.bits_stored, config=settings.qc)
     findings += checks.check_sharpness(film, dpi=scan.dpi, config=settings.qc)
     findings += checks.check_geometry(geom, config=settings.qc)
-    findings += checks.check_residual_skew(residual_skew, config=settings.qc)
-    findings += checks.check_polarity(polarity_margin, config=settings.qc)
+    findings += checks.check_residual_skew(residual_skew, config=settings.qc, geometry=geom)
+    findings += checks.check_polarity(polarity_margin, config=settings.qc, geometry=geom)
     if overrides is None:
         findings += checks.check_label(reading, config=settings.qc, corroborated=checks.corroborated_fields(reading, recon))
         if manifest_rows is not None:

@@ -54,23 +54,69 @@ def check_image(film: np.ndarray, *, bits_stored: int, config: QCConfig) -> list
     return out
 
 
-def check_geometry(geometry: Geometry, *, config: QCConfig) -> list[QCResult]:
-    """Film cut off by the bed edge, several films on the bed, skew unmeasured, orientation undecided.
+def bed_visible(geometry: Geometry) -> bool:
+    """False when no scanner bed was seen around the film.
 
+    That is :func:`pipeline.geometry.find_film_or_content`'s whole-scan answer: ``skew_source``
+    ``content`` or ``none`` (no film edge measured on a bed), ``touches_bed_edge`` True and the
+    film quadrilateral the scan's own corners (``((0, 0), (W-1, 0), (W-1, H-1), (0, H-1))``).
+    The scan was already cropped to the film (or inside it), so nothing around the film can be
+    measured: its edges, how many films there are, whether it runs off the bed, its polarity.
+
+    Parameters
+    ----------
+    geometry : Geometry
+        What :func:`pipeline.geometry.straighten` returned.
+
+    Returns
+    -------
+    bool
+    """
+    if geometry.skew_source not in ("content", "none") or not geometry.touches_bed_edge:
+        return True
+    q = geometry.film_quad
+    if len(q) != 4:
+        return True
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = q
+    whole_scan = x0 == y0 == y1 == x3 == 0 and x1 == x2 and y2 == y3
+    return not whole_scan
+
+
+def check_geometry(geometry: Geometry, *, config: QCConfig) -> list[QCResult]:
+    """Film cut off by the bed edge, several films on the bed, skew unmeasured, no bed visible,
+    orientation undecided.
+
+    ``multiple_films`` (review): more than one film-sized region on the bed.
+    ``film_cut_off`` (review): the film runs off the edge of the scan.
     ``skew_unmeasured`` (review): ``skew_source`` is ``none`` (no trustworthy film edge and
     no confident content skew, see :func:`pipeline.geometry.find_film_or_content`), so the
     film was left unrotated rather than turned by a guessed angle.
+    ``no_bed_visible`` (``config.no_bed_severity``, default review): no scanner bed around the
+    film (:func:`bed_visible` False). It replaces the three above, which a bed-less scan raises
+    by construction (the whole scan "touches the bed edge", anatomy counts as several "films",
+    no edge to measure the skew on) and which then say nothing about the film; the polarity
+    and residual-skew checks leave it to this finding too (see :func:`check_polarity`,
+    :func:`check_residual_skew`). ``measured`` is the skew source (``content``: skew taken
+    from the image content; ``none``: not measured, the film left unrotated).
+    ``orientation_undecided`` (info): from label and markers, independent of the bed.
     """
     out: list[QCResult] = []
-    if geometry.film_count > 1:
-        out.append(QCResult("multiple_films", "review", geometry.film_count, 1, "more than one film found on the scanner bed"))
-    if geometry.touches_bed_edge:
-        out.append(QCResult("film_cut_off", "review", True, False, "the film runs off the edge of the scan"))
+    if not bed_visible(geometry):
+        skew = ("skew taken from the image content" if geometry.skew_source == "content"
+                else "skew not measured, film left unrotated")
+        out.append(QCResult("no_bed_visible", config.no_bed_severity, geometry.skew_source, "bed",
+                            "the scan shows no scanner bed around the film: the film's edges, its polarity and "
+                            f"whether it is whole cannot be checked ({skew}); rescan with the bed visible, or review"))
+    else:
+        if geometry.film_count > 1:
+            out.append(QCResult("multiple_films", "review", geometry.film_count, 1, "more than one film found on the scanner bed"))
+        if geometry.touches_bed_edge:
+            out.append(QCResult("film_cut_off", "review", True, False, "the film runs off the edge of the scan"))
+        if geometry.skew_source == "none":
+            out.append(QCResult("skew_unmeasured", "review", None, None,
+                                "no film edge and no dominant content direction: skew not measured, film left unrotated"))
     if abs(geometry.skew_deg) > 45:
         out.append(QCResult("skew_out_of_range", "review", round(geometry.skew_deg, 2), 45, "skew outside the supported range"))
-    if geometry.skew_source == "none":
-        out.append(QCResult("skew_unmeasured", "review", None, None,
-                            "no film edge and no dominant content direction: skew not measured, film left unrotated"))
     if not geometry.orientation_decided:
         out.append(QCResult("orientation_undecided", "info", None, None, "orientation could not be decided from label or markers; left as scanned"))
     return out
@@ -296,8 +342,14 @@ def measure_residual_skew(image: np.ndarray, geometry: Geometry, *, margin_px: i
     return float(redo.skew_deg) if redo.sides_measured > 0 else None
 
 
-def check_residual_skew(residual_deg: float | None, *, config: QCConfig) -> list[QCResult]:
-    """``residual_skew`` (review) above ``max_residual_skew_deg``; ``residual_skew_unmeasured`` (info)."""
+def check_residual_skew(residual_deg: float | None, *, config: QCConfig, geometry: Geometry | None = None) -> list[QCResult]:
+    """``residual_skew`` (review) above ``max_residual_skew_deg``; ``residual_skew_unmeasured`` (info).
+
+    Nothing when ``geometry`` is given and shows no bed around the film (:func:`bed_visible`):
+    ``no_bed_visible`` (:func:`check_geometry`) already says that no film edge can be measured.
+    """
+    if geometry is not None and not bed_visible(geometry):
+        return []
     if residual_deg is None:
         return [QCResult("residual_skew_unmeasured", "info", None, config.max_residual_skew_deg,
                          "skew after straightening could not be re-measured (no bed around the film)")]
@@ -351,8 +403,15 @@ def polarity_margin(image: np.ndarray) -> float:
     return polarity_mod.assess(image).margin
 
 
-def check_polarity(margin: float, *, config: QCConfig) -> list[QCResult]:
-    """``polarity_doubtful`` (review): :func:`polarity_margin` below ``min_polarity_margin``."""
+def check_polarity(margin: float, *, config: QCConfig, geometry: Geometry | None = None) -> list[QCResult]:
+    """``polarity_doubtful`` (review): :func:`polarity_margin` below ``min_polarity_margin``.
+
+    Nothing when ``geometry`` is given and shows no bed around the film (:func:`bed_visible`):
+    the polarity rule judges the bed, so without one the margin is always below the threshold
+    and ``no_bed_visible`` (:func:`check_geometry`) is the finding that says why.
+    """
+    if geometry is not None and not bed_visible(geometry):
+        return []
     if margin < config.min_polarity_margin:
         return [QCResult("polarity_doubtful", "review", round(margin, 3), config.min_polarity_margin,
                          "positive/negative decision uncertain: the bed is not clearly the brightest or darkest area "

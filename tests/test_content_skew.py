@@ -246,7 +246,8 @@ def test_film_record_says_where_the_skew_came_from(hip_film, tmp_path):
 def test_bedless_film_without_content_direction_is_left_unrotated(name, angle):
     """A film filling the scan whose content gives no angle: find_film takes anatomy for 0-1 film
     "edges" (measured before the frame rule: 6-28 deg wrong on these four). Now no rotation
-    (source 'none', skew 0, the whole scan) and QC holds it for review (skew_unmeasured)."""
+    (source 'none', skew 0, the whole scan) and QC holds it for review (no_bed_visible, which says the
+    skew was not measured; it replaces skew_unmeasured for a bed-less scan)."""
     from filmflow.config import QCConfig
     from qc import checks
 
@@ -258,4 +259,4 @@ def test_bedless_film_without_content_direction_is_left_unrotated(name, angle):
     out, geom = straighten(bedless, max_skew_deg=20, detection=det)
     assert out.shape == bedless.shape and np.array_equal(out, bedless)
     found = {r.code: r.severity for r in checks.check_geometry(geom, config=QCConfig())}
-    assert found["skew_unmeasured"] == "review"
+    assert found["no_bed_visible"] == "review" and "skew_unmeasured" not in found

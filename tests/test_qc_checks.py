@@ -211,6 +211,64 @@ def test_two_films_on_the_bed(samples):
     assert "multiple_films" not in codes(checks.check_geometry(samples["film_07"].geom, config=CONFIG))
 
 
+def _bedless(s: Sample) -> np.ndarray:
+    """The sample's straightened film cut 8 px inside its edges: a scan already cropped to the film."""
+    return np.ascontiguousarray(s.film[8:-8, 8:-8])
+
+
+@pytest.mark.parametrize("name", ["film_02", "film_08"])
+def test_bedless_scan_gives_one_clear_finding(samples, name):
+    """No bed around the film (the flow's detection, content skew on): one ``no_bed_visible``
+    finding instead of the ``film_cut_off`` (the whole scan touches its edge), ``multiple_films``
+    (film_02's anatomy counted as 2+ films), ``polarity_doubtful`` (no bed to judge) and
+    ``residual_skew_unmeasured`` the bed-less scan implied."""
+    scan = _bedless(samples[name])
+    _, geom = geometry.straighten(scan, max_skew_deg=20.0, content_min_confidence=0.12)
+    assert geom.skew_source == "content" and geom.touches_bed_edge
+    assert not checks.bed_visible(geom)
+    found = checks.check_geometry(geom, config=CONFIG)
+    assert codes(found) == ["no_bed_visible", "orientation_undecided"]
+    assert (found[0].severity, found[0].measured) == ("review", "content")
+    assert "no scanner bed" in found[0].reason and "skew taken from the image content" in found[0].reason
+    margin = checks.polarity_margin(scan)
+    assert codes(checks.check_polarity(margin, config=CONFIG)) == ["polarity_doubtful"]  # without the geometry: as before
+    assert checks.check_polarity(margin, config=CONFIG, geometry=geom) == []
+    assert checks.check_residual_skew(None, config=CONFIG, geometry=geom) == []
+    if name == "film_02":
+        assert geom.film_count > 1  # what multiple_films used to report
+
+
+def test_bedless_scan_with_unmeasured_skew(samples):
+    """Skew source 'none' on the whole scan: still the one finding (not skew_unmeasured), saying the
+    film was left unrotated; a site may record it only (``qc.no_bed_severity = 'info'``)."""
+    scan = _bedless(samples["film_08"])
+    det = geometry.content_detection(scan, min_confidence=1.0)  # no content angle is that confident
+    _, geom = geometry.straighten(scan, max_skew_deg=20.0, detection=det)
+    assert (geom.skew_source, geom.skew_deg) == ("none", 0.0)
+    (r, _) = checks.check_geometry(geom, config=CONFIG)
+    assert (r.code, r.severity, r.measured) == ("no_bed_visible", "review", "none")
+    assert "film left unrotated" in r.reason
+    relaxed = QCConfig(no_bed_severity="info")
+    assert [(f.code, f.severity) for f in checks.check_geometry(geom, config=relaxed)] == [
+        ("no_bed_visible", "info"), ("orientation_undecided", "info")]
+    with pytest.raises(ValueError):
+        QCConfig(no_bed_severity="pass")
+
+
+def test_real_geometry_defects_on_the_bed_keep_their_codes(samples):
+    """Through the flow's detection (content skew on), a film running off the bed and two films on
+    the bed are still film_cut_off and multiple_films, not no_bed_visible."""
+    a, b = samples["film_01"].scan, samples["film_07"].scan
+    rows = min(a.shape[0], b.shape[0])
+    for img, code in ((a[:, : a.shape[1] * 2 // 3], "film_cut_off"), (np.concatenate([a[:rows], b[:rows]], axis=1), "multiple_films")):
+        _, geom = geometry.straighten(img, max_skew_deg=20.0, content_min_confidence=0.12)
+        assert checks.bed_visible(geom)
+        found = codes(checks.check_geometry(geom, config=CONFIG))
+        assert code in found and "no_bed_visible" not in found
+    for name in NAMES:
+        assert checks.bed_visible(samples[name].geom)
+
+
 def test_film_not_found_is_a_fail(samples):
     s = samples["film_01"]
     bed_only = np.full_like(s.scan, int(np.percentile(s.scan, 99)))

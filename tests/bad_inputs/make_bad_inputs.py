@@ -64,7 +64,7 @@ EXPECTED: dict[str, tuple[str | tuple[str, ...] | None, str | tuple[str, ...]]] 
     "empty_bed.tif": ("failed", "film_not_found"),
     "no_label.png": ("flagged", "label_not_found"),
     "unknown_layout.png": ("flagged", ("missing_PatientID", "missing_PatientName", "missing_StudyDate", "label_not_found")),
-    "photo_of_screen.jpg": ("flagged", ("multiple_films", "film_cut_off", "polarity_doubtful", "label_not_found")),
+    "photo_of_screen.jpg": ("flagged", ("no_bed_visible", "label_not_found")),
     # 8 significant bits in a 16-bit container: bits_stored is clamped to >= 12, so QC sees a near-blank image
     "sixteen_bit_8_used.tif": (("flagged", "failed"), ("blank", "low_dynamic_range")),
     # a readable film (label too small to read at 60 dpi): the path itself causes no error
