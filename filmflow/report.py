@@ -22,7 +22,7 @@ COLUMNS = (
 EXTRA_COLUMNS = (
     "ledger_state", "reconciliation", "dpi", "bits_stored", "film_box", "label_box", "notes",
     "skew_source", "rotation_k", "orientation_source", "marker", "label_kind", "storage_commitment",
-    *(f"ocr_{kw}" for kw in LABEL_FIELDS), *(f"conf_{kw}" for kw in LABEL_FIELDS),
+    "ocr_engine", "tesseract_version", *(f"ocr_{kw}" for kw in LABEL_FIELDS), *(f"conf_{kw}" for kw in LABEL_FIELDS),
 )
 #: Report status values.
 STATUSES = ("archived", "flagged", "failed", "skipped", "pending")
@@ -75,6 +75,8 @@ def report_row(record: dict[str, Any], *, status: str, ledger_state: str, error:
         "marker": _marker_text(record.get("marker") or {}),
         "label_kind": record.get("label_kind", ""),
         "storage_commitment": record.get("storage_commitment", ""),
+        "ocr_engine": record.get("ocr_engine", ""),
+        "tesseract_version": record.get("tesseract_version", ""),
     }
     for kw in LABEL_FIELDS:
         fv = fields.get(kw) or {}

@@ -23,7 +23,7 @@ import numpy as np
 from filmflow.config import Settings
 from filmflow.errors import FilmError, FilmflowError
 from pipeline import denoise as denoise_mod
-from pipeline import dicom_film, geometry, label, manifest, marker, orientation, polarity, scan_io, uids
+from pipeline import dicom_film, geometry, label, manifest, marker, ocr, orientation, polarity, scan_io, uids
 from pipeline.types import ManifestRow, Reconciliation
 from qc import checks
 from qc import phash as qc_phash
@@ -181,6 +181,10 @@ def _process(
     with timer("ocr"):
         reading = label.read_label(film, dpi=scan.dpi, config=settings.ocr, kind_from=undenoised)
     del undenoised
+    # which Tesseract read the label (ocr.engine 'auto' resolves per worker); nothing ran without a label
+    read = reading.region is not None
+    record.update(ocr_engine=ocr.ocr_engine(settings.ocr) if read else "",
+                  tesseract_version=ocr.tesseract_version(settings.ocr) if read else "")
     with timer("marker"):
         mark = marker.read_marker(film, dpi=scan.dpi, exclude_box=reading.region.box if reading.region else None)
     decision = orientation.decide_turns(reading.region.rotation_k if reading.region else None,

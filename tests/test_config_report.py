@@ -64,6 +64,17 @@ def test_report_shows_geometry_source_marker_and_commitment(marker, text):
             row["label_kind"], row["storage_commitment"]) == ("content", 1, "label+marker", text, "adhesive", "committed")
 
 
+def test_report_names_the_ocr_engine(tmp_path):
+    rec = {"source_file": "a.tif", "ocr_engine": "tesserocr", "tesseract_version": "5.5.4"}
+    path = write_report(tmp_path / "r.csv", [report_row(rec, status="flagged", ledger_state="flagged"),
+                                             report_row({"source_file": "b.tif"}, status="failed", ledger_state="failed")])
+    rows = read_report(path)
+    header = list(rows[0])
+    assert header.index("storage_commitment") + 1 == header.index("ocr_engine") == header.index("tesseract_version") - 1
+    assert (rows[0]["ocr_engine"], rows[0]["tesseract_version"]) == ("tesserocr", "5.5.4")
+    assert (rows[1]["ocr_engine"], rows[1]["tesseract_version"]) == ("", "")  # nothing read
+
+
 def test_report_status_vocabulary():
     assert report_status("archived", archived_before=True) == "skipped"
     assert report_status("archived", archived_before=False) == "archived"
