@@ -17,7 +17,7 @@ Prints markdown tables (paste into bench/README.md with date and machine):
 * denoise: PSNR / SSIM against the noise-free film on a 512 x 512 centre patch,
   filmflow bilateral / nlmeans vs cv2.fastNlMeansDenoising (h = sigma) and
   scikit-image denoise_wavelet (BayesShrink) / denoise_tv_chambolle (weight 0.1);
-* time per film: detect_inverted + find_film + straighten + denoise (bilateral) vs an I/O floor
+* time per film: assess + find_film_or_content + straighten + denoise (bilateral) vs an I/O floor
   (load_scan of an uncompressed TIFF + writing the film as uncompressed DICOM with pydicom), per
   film size class (small eval films, 8x10 in at 300 DPI, 14x17 in at 150 DPI), CPU time, the code
   at BASELINE_REV timed beside the current code in the same run.
@@ -44,6 +44,7 @@ from skimage.restoration import denoise_tv_chambolle, denoise_wavelet
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_eval_set import make_film  # noqa: E402
 
+from filmflow.config import Settings  # noqa: E402
 from filmflow.errors import FilmNotFoundError  # noqa: E402
 from pipeline.denoise import denoise, estimate_noise_sigma  # noqa: E402
 from pipeline.content_skew import MIN_CONFIDENCE, estimate_content_skew  # noqa: E402
@@ -249,6 +250,8 @@ LARGE_FILMS = {
     "8x10 in, 300 DPI, 16-bit (12 stored)": ((8.0, 10.0), 300.0, 12, "RG2_UNC.dcm", 4.3),
     "14x17 in, 150 DPI, 16-bit (16 stored)": ((14.0, 17.0), 150.0, 16, "00870a9c.jpg", -7.1),
 }
+#: The flow's default least content-skew confidence (geometry.content_skew_min_confidence).
+CONTENT_MIN_CONF = Settings().geometry.content_skew_min_confidence
 #: The code before the speed-up of the image steps (timed beside the current code).
 BASELINE_REV = "270a537"
 
@@ -295,7 +298,8 @@ def cpu_best(f, repeats: int):
 def run_timing(k: int, repeats: int = 3, baseline_rev: str | None = BASELINE_REV) -> None:
     """Time per film of the geometry + denoise stage vs the I/O floor, per film size class.
 
-    Parts as in flows/film.py: polarity check (``detect_inverted`` on the scan), ``find_film``,
+    Parts as in flows/film.py: polarity check (``assess`` on the scan), ``find_film_or_content``
+    (``find_film`` plus the bed-border check; the default ``geometry.content_skew_min_confidence``),
     ``straighten`` (one warp + crop) and bilateral ``denoise`` of the film; I/O floor: ``load_scan``
     of the scan saved as an uncompressed TIFF + writing the film as an uncompressed DICOM file
     (pydicom; also reported written to memory). Each part: best of ``repeats`` runs, CPU time of this process (user + system, one
@@ -346,8 +350,12 @@ def run_timing(k: int, repeats: int = 3, baseline_rev: str | None = BASELINE_REV
                 for _ in range(repeats):
                     for vname, m in versions.items():
                         geo, dn, pol = m["geometry"], m["denoise"], m["polarity"]
-                        tp, _ = cpu_best(lambda: pol.detect_inverted(scan), 1)
-                        tf, det = cpu_best(lambda: geo.find_film(scan), 1)
+                        # the flow's own calls (flows/film.py); the baseline had no assess / content fallback
+                        tp, _ = cpu_best(lambda: (pol.assess if hasattr(pol, "assess") else pol.detect_inverted)(scan), 1)
+                        if hasattr(geo, "find_film_or_content"):
+                            tf, det = cpu_best(lambda: geo.find_film_or_content(scan, min_confidence=CONTENT_MIN_CONF), 1)
+                        else:
+                            tf, det = cpu_best(lambda: geo.find_film(scan), 1)
                         ts, (film, _) = cpu_best(lambda: geo.straighten(scan, max_skew_deg=20, detection=det), 1)
                         td_, out = cpu_best(lambda: dn.denoise(film, method="bilateral", strength=1.0), 1)
                         best[vname] = [min(a, b) for a, b in zip(best[vname], (tp, tf, ts, td_))]

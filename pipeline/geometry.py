@@ -129,12 +129,23 @@ def find_film(image: np.ndarray) -> FilmDetection:
     ``getRotationMatrix2D`` angle convention).
     """
     img = _check_image(image)
+    return _find_film(img, *_block_means(img))
+
+
+def _block_means(img: np.ndarray) -> tuple[np.ndarray, int]:
+    """The scan's working copy: means over ``s`` x ``s`` blocks (``s`` = ceil(longest side /
+    :data:`WORK_SIDE_PX`); the last ``rows % s`` rows and ``cols % s`` columns dropped), float32,
+    straight from the integer scan (no full-size float copy); and ``s``."""
     rows, cols = img.shape
     s = max(1, math.ceil(max(rows, cols) / WORK_SIDE_PX))
-    # block means over s x s pixels, straight from the integer scan (no full-size float copy)
     small = cv2.resize(img[: max(1, rows // s) * s, : max(1, cols // s) * s], (max(1, cols // s), max(1, rows // s)),
                        interpolation=cv2.INTER_AREA).astype(np.float32)
-    small = cv2.GaussianBlur(cv2.medianBlur(small, 3), (0, 0), 1.0)  # median: dust specks
+    return small, s
+
+
+def _find_film(img: np.ndarray, block_means: np.ndarray, s: int) -> FilmDetection:
+    """:func:`find_film` on a checked scan and its :func:`_block_means` copy."""
+    small = cv2.GaussianBlur(cv2.medianBlur(block_means, 3), (0, 0), 1.0)  # median: dust specks
 
     lo, hi = np.percentile(small[::2, ::2], [0.5, 99.5])  # every 4th pixel of the smoothed copy suffices
     # the scan's maximum matters only for a contrast below 0.03 * 0.05 of the dtype's range
@@ -144,9 +155,7 @@ def find_film(image: np.ndarray) -> FilmDetection:
         raise FilmNotFoundError("scan is blank (no contrast): no film on the bed; check the scanner and rescan")
 
     ring_w = max(2, min(small.shape) // 100)
-    border = np.zeros(small.shape, dtype=bool)
-    border[:ring_w], border[-ring_w:], border[:, :ring_w], border[:, -ring_w:] = True, True, True, True
-    ry, rx = np.nonzero(border)
+    ry, rx = _ring_coords(small.shape, ring_w)
     ring = small[ry, rx]
     # the bed is the brightest part of the border (a film may run off some sides)
     whole = _whole_image(img.shape)
@@ -160,7 +169,7 @@ def find_film(image: np.ndarray) -> FilmDetection:
     margin = max(5.0 * sigma, 0.08 * (bed - lo))
     below = small - bed_map  # negative where darker than the bed
 
-    if np.mean(below[border] >= -margin) < 0.02:
+    if np.mean(below[ry, rx] >= -margin) < 0.02:
         return whole  # (almost) no bed visible on the border
     mask = (below < -margin).astype(np.uint8)
     thr = bed - margin
@@ -191,9 +200,9 @@ def find_film(image: np.ndarray) -> FilmDetection:
     search = 3.0 * s + 10.0
     for max_profiles in (PROFILES_COARSE, PROFILES_FINE):
         lines, weights, angles = [], [], []
-        for i in range(4):
+        fits = _refine_sides(img, corners, search=search, min_step=0.5 * (bed - thr), max_profiles=max_profiles)
+        for i, fit in enumerate(fits):
             p0, p1 = corners[i], corners[(i + 1) % 4]
-            fit = _refine_side(img, p0, p1, search=search, min_step=0.5 * (bed - thr), max_profiles=max_profiles)
             if fit is None:
                 d = (p1 - p0) / np.linalg.norm(p1 - p0)
                 lines.append((p0, d))
@@ -373,17 +382,34 @@ def _fit_bed_plane(x: np.ndarray, y: np.ndarray, v: np.ndarray, keep: np.ndarray
     border, trimming outliers (film, dust) at 3 MAD; returns (a, b, c) and the
     robust residual sigma."""
     a = np.column_stack([np.ones_like(x, dtype=np.float64), x, y])
-    coef = np.array([float(np.median(v[keep])), 0.0, 0.0])
+    coef = np.array([_median(v[keep]), 0.0, 0.0])
     for _ in range(4):
         ak = a[keep]
         coef = np.linalg.solve(ak.T @ ak, ak.T @ v[keep])  # normal equations of the 3-parameter fit
         r = v - a @ coef
-        sigma = 1.4826 * float(np.median(np.abs(r[keep] - np.median(r[keep]))))
+        rk = r[keep]
+        sigma = 1.4826 * _median(np.abs(rk - _median(rk)))
         new = keep & (np.abs(r) <= max(3.0 * sigma, 1e-6))
         if new.sum() < 10 or np.array_equal(new, keep):
             break
         keep = new
     return coef, sigma
+
+
+def _ring_coords(shape: tuple[int, int], w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the border ring ``w`` pixels wide, in row-major order (as ``np.nonzero``
+    of the ring's mask, without scanning the whole mask)."""
+    rows, cols = shape
+    if rows <= 2 * w or cols <= 2 * w:
+        border = np.zeros(shape, dtype=bool)
+        border[:w], border[-w:], border[:, :w], border[:, -w:] = True, True, True, True
+        return np.nonzero(border)
+    mid = np.arange(w, rows - w)
+    every = np.arange(cols)
+    sides = np.concatenate([np.arange(w), np.arange(cols - w, cols)])
+    ry = np.concatenate([np.repeat(np.arange(w), cols), np.repeat(mid, 2 * w), np.repeat(np.arange(rows - w, rows), cols)])
+    rx = np.concatenate([np.tile(every, w), np.tile(sides, mid.size), np.tile(every, w)])
+    return ry, rx
 
 
 def _whole_image(shape: tuple[int, int]) -> FilmDetection:
@@ -416,31 +442,44 @@ def _side_angle(i: int, d: np.ndarray) -> float:
     return math.degrees(math.atan2(*a))
 
 
-def _refine_side(
-    img: np.ndarray, p0: np.ndarray, p1: np.ndarray, *, search: float, min_step: float, max_profiles: int = 500
-) -> tuple[np.ndarray, np.ndarray, int, float] | None:
-    """Sub-pixel edge points across the side p0->p1 and a robust line through them.
+def _refine_sides(
+    img: np.ndarray, corners: np.ndarray, *, search: float, min_step: float, max_profiles: int = 500
+) -> list[tuple[np.ndarray, np.ndarray, int, float] | None]:
+    """Sub-pixel edge points across each side ``corners[i] -> corners[i + 1]`` and a robust line
+    through each side's points (the profiles of all four sides sampled and differentiated in one pass).
 
-    Returns (point on line, unit direction p0->p1, inlier count, rms residual px)
-    or None when fewer than 12 usable edge points were found.
+    Returns, per side, (point on line, unit direction p0->p1, inlier count, rms residual px), or
+    None when fewer than 12 usable edge points were found or they scatter (rms above
+    :data:`MAX_EDGE_RMS_PX`).
     """
     rows, cols = img.shape
-    length = float(np.linalg.norm(p1 - p0))
-    t = (p1 - p0) / length
-    n = np.array([t[1], -t[0]])  # left normal of a clockwise outline points outward
-    step = max(2.0, length / max_profiles)
-    u = np.arange(CORNER_SKIP * length, (1 - CORNER_SKIP) * length, step)
-    if u.size < 12:
-        return None
     k = np.arange(-search, search + 0.25, 0.5)
-    base = p0[None, :] + u[:, None] * t[None, :]
-    pts = base[:, None, :] + k[None, :, None] * n[None, None, :]  # (U, K, 2) as (x, y)
-    # samples beyond the scan repeat the border value (flat: no false edge there)
-    mid = base + 0.0
-    ok = (mid[:, 0] >= 0) & (mid[:, 0] <= cols - 1) & (mid[:, 1] >= 0) & (mid[:, 1] <= rows - 1)
-    if ok.sum() < 12:
-        return None
-    pts, base = pts[ok], base[ok]
+    sides = []  # per side: (first profile row, base points, direction t, outward normal n) or None
+    start = 0
+    for i in range(4):
+        p0, p1 = corners[i], corners[(i + 1) % 4]
+        length = float(np.linalg.norm(p1 - p0))
+        t = (p1 - p0) / length
+        n = np.array([t[1], -t[0]])  # left normal of a clockwise outline points outward
+        step = max(2.0, length / max_profiles)
+        u = np.arange(CORNER_SKIP * length, (1 - CORNER_SKIP) * length, step)
+        if u.size < 12:
+            sides.append(None)
+            continue
+        base = p0[None, :] + u[:, None] * t[None, :]
+        # samples beyond the scan repeat the border value (flat: no false edge there)
+        ok = (base[:, 0] >= 0) & (base[:, 0] <= cols - 1) & (base[:, 1] >= 0) & (base[:, 1] <= rows - 1)
+        if ok.sum() < 12:
+            sides.append(None)
+            continue
+        sides.append((start, base[ok], t, n))
+        start += int(ok.sum())
+    live = [sd for sd in sides if sd is not None]
+    if not live:
+        return [None] * 4
+    base = np.concatenate([sd[1] for sd in live])
+    nrm = np.concatenate([np.broadcast_to(sd[3], sd[1].shape) for sd in live])
+    pts = base[:, None, :] + k[None, :, None] * nrm[:, None, :]  # (U, K, 2) as (x, y)
     prof = ndi.map_coordinates(img, [pts[..., 1].ravel(), pts[..., 0].ravel()], order=1, mode="nearest", output=np.float64)
     prof = ndi.gaussian_filter1d(prof.reshape(pts.shape[:2]), 1.0, axis=1)
     grad = np.gradient(prof, axis=1)  # outward: film (dark) -> bed (bright) is a rise
@@ -451,19 +490,28 @@ def _refine_side(
     off = np.clip(off, -0.5, 0.5)
     stepsize = prof[:, -4:].mean(axis=1) - prof[:, :4].mean(axis=1)
     good = (stepsize > min_step) & (j > 1) & (j < len(k) - 2)
-    if good.sum() < 12:
-        return None
-    pos = (k[0] + (j + off) * 0.5)[good]
-    edge = base[good] + pos[:, None] * n[None, :]
-    # steps right at the scan border are scanner-edge artefacts, not the film edge
-    border_dist = np.minimum.reduce([edge[:, 0], cols - 1 - edge[:, 0], edge[:, 1], rows - 1 - edge[:, 1]])
-    edge = edge[border_dist > 3.0]
-    if len(edge) < 12:
-        return None
-    fit = _robust_line(edge, t)
-    if fit is not None and fit[3] > MAX_EDGE_RMS_PX:
-        return None  # scattered points (anatomy inside a film that fills the scan), not a straight film edge
-    return fit
+    pos = k[0] + (j + off) * 0.5
+    fits: list[tuple[np.ndarray, np.ndarray, int, float] | None] = []
+    for sd in sides:
+        if sd is None:
+            fits.append(None)
+            continue
+        a, b = sd[0], sd[0] + len(sd[1])
+        g = good[a:b]
+        if g.sum() < 12:
+            fits.append(None)
+            continue
+        edge = sd[1][g] + pos[a:b][g][:, None] * sd[3][None, :]
+        # steps right at the scan border are scanner-edge artefacts, not the film edge
+        border_dist = np.minimum.reduce([edge[:, 0], cols - 1 - edge[:, 0], edge[:, 1], rows - 1 - edge[:, 1]])
+        edge = edge[border_dist > 3.0]
+        if len(edge) < 12:
+            fits.append(None)
+            continue
+        fit = _robust_line(edge, sd[2])
+        # scattered points (anatomy inside a film that fills the scan) are not a straight film edge
+        fits.append(None if fit is not None and fit[3] > MAX_EDGE_RMS_PX else fit)
+    return fits
 
 
 def _robust_line(pts: np.ndarray, t_hint: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float] | None:
@@ -479,8 +527,8 @@ def _robust_line(pts: np.ndarray, t_hint: np.ndarray) -> tuple[np.ndarray, np.nd
             d = -d
         nrm = np.array([-d[1], d[0]])
         r = (pts - c) @ nrm
-        med = np.median(r[keep])
-        mad = 1.4826 * np.median(np.abs(r[keep] - med))
+        med = _median(r[keep])
+        mad = 1.4826 * _median(np.abs(r[keep] - med))
         new = np.abs(r - med) <= max(3.0 * mad, 0.3)
         if new.sum() < 12:
             return None
@@ -489,6 +537,15 @@ def _robust_line(pts: np.ndarray, t_hint: np.ndarray) -> tuple[np.ndarray, np.nd
         keep = new
     rms = float(np.sqrt(np.mean(r[keep] ** 2)))
     return c, d, int(keep.sum()), rms
+
+
+def _median(a: np.ndarray) -> float:
+    """``np.median`` of a 1-D float array (the same value, without its per-call overhead)."""
+    h = a.size // 2
+    if a.size % 2:
+        return float(np.partition(a, h)[h])
+    p = np.partition(a, (h - 1, h))
+    return float((p[h - 1] + p[h]) / 2)
 
 
 def _intersect(l1: tuple[np.ndarray, np.ndarray], l2: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -551,12 +608,13 @@ def find_film_or_content(image: np.ndarray, *, min_confidence: float, max_angle_
         dominant direction either (a blank scan, a bare bed).
     """
     img = _check_image(image)
+    block_means, s = _block_means(img)
     try:
-        det, missed = find_film(img), None
+        det, missed = _find_film(img, block_means, s), None
     except FilmNotFoundError as exc:
         det, missed = None, exc
     if det is not None and (det.sides_measured > 0 or cv2.contourArea(np.float32(det.quad)) < 0.9 * img.size):
-        if _bed_border_fraction(img) >= BED_BORDER_MIN:
+        if _bed_border_fraction(block_means) >= BED_BORDER_MIN:
             return det  # film edges measured (or a film smaller than the scan) on a visible bed
         content = content_detection(img, min_confidence=min_confidence, max_angle_deg=max_angle_deg)
         if content.skew_source == "none":
@@ -624,14 +682,13 @@ def _edges_frame_scan(det: FilmDetection, shape: tuple[int, int]) -> bool:
     return all(abs(g) <= FRAME_BORDER_FRACTION * min(rows, cols) for g in gaps)
 
 
-def _bed_border_fraction(img: np.ndarray) -> float:
-    """Share of the scan's border ring (2 % of the shorter side, on a <= 600 px copy) that
-    looks like bare bed: within 15 % of the range below the bright end (99.5th percentile)
-    and flat (5x5 local standard deviation <= 3 % of the range)."""
-    rows, cols = img.shape
-    s = max(1, math.ceil(max(rows, cols) / 600))
-    small = cv2.resize(img, (max(1, cols // s), max(1, rows // s)), interpolation=cv2.INTER_AREA).astype(np.float32)
-    lo, hi = np.percentile(small, [0.5, 99.5])
+def _bed_border_fraction(block_means: np.ndarray) -> float:
+    """Share of the scan's border ring (2 % of the shorter side of the :func:`_block_means`
+    copy, at most 600 px long) that looks like bare bed: within 15 % of the range below the
+    bright end (99.5th percentile of every 4th pixel) and flat (5x5 local standard deviation
+    <= 3 % of the range)."""
+    small = block_means
+    lo, hi = np.percentile(small[::2, ::2], [0.5, 99.5])
     if hi <= lo:
         return 0.0
     mean = cv2.blur(small, (5, 5))

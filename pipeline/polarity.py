@@ -92,13 +92,15 @@ def assess(image: np.ndarray) -> PolarityAssessment:
     if img.dtype in (np.uint8, np.uint16):
         # exact order statistics from integer histograms (one cv2.calcHist pass, no sort, no float copy)
         h_inner = _histogram(img[w:-w, w:-w])
-        h_strips = sum(_histogram(np.ascontiguousarray(a)) for a in (img[:w], img[-w:], img[w:-w, :w], img[w:-w, -w:]))
+        # the border once (two full rows of strips, two side strips between them), then its corners
+        h_strips = _histogram(np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[w:-w, :w].ravel(), img[w:-w, -w:].ravel()]))
         h_all = h_inner + h_strips
         # the ring of 4 full strips counts the corners twice
-        h_ring = h_strips + sum(_histogram(a) for a in (img[:w, :w], img[:w, -w:], img[-w:, :w], img[-w:, -w:]))
-        p5, p95 = _percentile_from_hist(h_all, 5), _percentile_from_hist(h_all, 95)
-        r25, r_med, r75 = (_percentile_from_hist(h_ring, q) for q in (25, 50, 75))
-        inner_med = _percentile_from_hist(h_inner, 50)
+        h_ring = h_strips + _histogram(np.concatenate([a.ravel() for a in (img[:w, :w], img[:w, -w:], img[-w:, :w], img[-w:, -w:])]))
+        c_all, c_ring = np.cumsum(h_all), np.cumsum(h_ring)
+        p5, p95 = _percentile_from_cum(c_all, 5), _percentile_from_cum(c_all, 95)
+        r25, r_med, r75 = (_percentile_from_cum(c_ring, q) for q in (25, 50, 75))
+        inner_med = _percentile_from_cum(np.cumsum(h_inner), 50)
     else:
         ring = np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[:, :w].ravel(), img[:, -w:].ravel()]).astype(np.float64)
         p5, p95 = np.percentile(img, [5, 95])
@@ -150,6 +152,8 @@ def _histogram(a: np.ndarray) -> np.ndarray:
     bins = 256 if a.dtype == np.uint8 else 65536
     if a.size < 1 << 16:  # small strips and corners: bincount beats calcHist's per-call setup
         return np.bincount(a.ravel(), minlength=bins).astype(np.int64, copy=False)
+    if a.ndim == 1:
+        a = a.reshape(-1, 1)  # a column: the row chunks below bound each call's count
     h = np.zeros(bins, dtype=np.int64)
     rows = max(1, (1 << 23) // max(1, a.shape[1]))
     for r in range(0, a.shape[0], rows):
@@ -159,7 +163,11 @@ def _histogram(a: np.ndarray) -> np.ndarray:
 
 def _percentile_from_hist(h: np.ndarray, q: float) -> float:
     """``np.percentile(values, q)`` (linear method) of the values counted in ``h``."""
-    cum = np.cumsum(h)
+    return _percentile_from_cum(np.cumsum(h), q)
+
+
+def _percentile_from_cum(cum: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear method) from the cumulative counts ``cum`` of a histogram."""
     idx = q / 100.0 * (cum[-1] - 1)
     k = int(math.floor(idx))
     lo = int(np.searchsorted(cum, k, side="right"))
