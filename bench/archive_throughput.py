@@ -15,11 +15,12 @@ storescu app) does not act on the returned status.
 
 The two "commit" rows add DICOM Storage Commitment (PS3.4 Annex J) to the "hash
 known" C-STORE: "commit, batch" sends one N-ACTION for every film after the
-stores and waits for Orthanc's N-EVENT-REPORT on filmflow's listener;
-"verify+commit each" is the flow's per-film path with ``verify_fraction`` 0
-(C-FIND, then N-ACTION and wait for the report, per film:
-``DimseArchive.verify(retrieve=False)`` with ``storage_commitment = "require"``),
-against "verify each (C-FIND)", the same without commitment.
+stores (``DimseArchive.commit`` of all receipts) and waits for Orthanc's
+N-EVENT-REPORT on filmflow's listener; "verify+commit each" is the per-film path
+with ``verify_fraction`` 0 (C-FIND, then N-ACTION and wait for the report, per
+film: ``DimseArchive.verify(retrieve=False)`` then ``DimseArchive.commit([receipt])``
+with ``storage_commitment = "require"``), against "verify each (C-FIND)", the
+same without commitment.
 ``--no-commitment`` leaves them out.
 
 Orthanc runs with ``MaximumPduLength`` 131072 (tests/orthanc_server.py); use
@@ -47,7 +48,7 @@ from orthanc_server import CALLING_AET, OrthancServer  # noqa: E402
 
 from filmflow.archive.dicomweb import ENV_PASSWORD, ENV_TOKEN, ENV_USER, DicomWebArchive  # noqa: E402
 from filmflow.archive.base import pixel_sha256  # noqa: E402
-from filmflow.archive.commitment import acquire_listener, release_listener, request_commitment  # noqa: E402
+from filmflow.archive.commitment import CommitmentOutcome  # noqa: E402
 from filmflow.archive.dimse import MAX_PDU, DimseArchive  # noqa: E402
 from filmflow.config import ArchiveConfig  # noqa: E402
 
@@ -78,21 +79,16 @@ def run_commit_batch(server: OrthancServer, files: list[Path], hashes: dict[Path
     """C-STORE every film (hash known), then one commitment request for all of them."""
     cfg = commitment_config(server)
     t0 = time.perf_counter()
-    listener = acquire_listener(cfg.calling_ae_title, cfg.commitment_host, cfg.commitment_port)
-    try:
-        with DimseArchive.from_url(server.dicom_url, cfg) as archive:
-            receipts = [archive.store(f, pixel_sha256=hashes[f]) for f in files]
-            with archive._lock:  # the archive's query association carries the N-ACTION in the flow too
-                assoc = archive._query_association()
-            t_commit = time.perf_counter()
-            report = request_commitment(assoc, [(r.sop_class_uid, r.sop_instance_uid) for r in receipts],
-                                        timeout_s=cfg.commitment_timeout_s, url=server.dicom_url)
-            t_commit = time.perf_counter() - t_commit
-    finally:
-        release_listener(listener)
+    with DimseArchive.from_url(server.dicom_url, cfg) as archive:
+        archive.check()  # starts the listener, as the flow does
+        receipts = [archive.store(f, pixel_sha256=hashes[f]) for f in files]
+        t_commit = time.perf_counter()
+        results = archive.commit(receipts)
+        t_commit = time.perf_counter() - t_commit
     print(f"  one commitment request for {len(files)} instances: N-ACTION to N-EVENT-REPORT {t_commit:.3f} s")
-    if report.failed or len(report.committed) != len(files):
-        raise SystemExit(f"commitment: {len(report.committed)} committed, {len(report.failed)} failed of {len(files)}")
+    committed = [r for r in results.values() if isinstance(r, CommitmentOutcome) and r.method == "committed"]
+    if len(committed) != len(files):
+        raise SystemExit(f"commitment: {len(committed)} committed of {len(files)}")
     return time.perf_counter() - t0
 
 
@@ -101,10 +97,14 @@ def run_verify_each(server: OrthancServer, files: list[Path], hashes: dict[Path,
     cfg = commitment_config(server) if commit else ArchiveConfig(timeout_s=60, storage_commitment="off")
     t0 = time.perf_counter()
     with DimseArchive.from_url(server.dicom_url, cfg) as archive:
+        archive.check()
         for f in files:
-            outcome = archive.verify(archive.store(f, pixel_sha256=hashes[f]), retrieve=False)
-            if outcome.method != ("committed" if commit else "off"):
-                raise SystemExit(f"commitment: {outcome.method} ({outcome.note})")
+            receipt = archive.store(f, pixel_sha256=hashes[f])
+            archive.verify(receipt, retrieve=False)
+            if commit:
+                outcome = archive.commit([receipt])[receipt.sop_instance_uid]
+                if not isinstance(outcome, CommitmentOutcome) or outcome.method != "committed":
+                    raise SystemExit(f"commitment: {outcome}")
     return time.perf_counter() - t0
 
 

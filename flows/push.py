@@ -13,9 +13,13 @@ is the hospital's truth) and removes its staged files, unless a reviewer
 already decided on the film. A film may have extra staged instances
 (``record['extra_staged']``, e.g. the original scan of ``dicom.keep_original``):
 it becomes ``archived`` only when every one of its instances is confirmed.
-A DICOM archive's verify also says whether the archive committed the film (DICOM
-Storage Commitment): ``record['storage_commitment']`` is ``committed``,
-``unsupported`` (C-FIND/C-GET only) or ``off``, with a note in the report.
+After the verify, the archive is asked to commit the film's instances (DICOM
+Storage Commitment, ``Archive.commit``; one request for all of them, a plain
+call with its own timeout, not a retried task): ``record['storage_commitment']``
+is ``committed``, ``unsupported`` (C-FIND/C-GET only) or ``off``, with a note in
+the report. An instance the archive did not commit, or (``require``) no report
+in time, keeps the film pending (``commitment_failed`` / ``commitment_timeout``,
+transient) or fails it (a permanent Failure Reason).
 """
 
 from __future__ import annotations
@@ -61,9 +65,31 @@ def archive_identity_task(tag: str, archive: Archive, header: dict[str, str]) ->
 
 @task(name="verify-film", task_run_name="verify-{tag}", cache_policy=NO_CACHE, persist_result=False,
       retry_condition_fn=_retry_transient)
-def verify_film_task(tag: str, archive: Archive, receipt: StoreReceipt, retrieve: bool) -> CommitmentOutcome | None:
-    """Confirm the archive holds the instance (and, when ``retrieve``, identical pixels); a DICOM archive's commitment outcome."""
-    return archive.verify(receipt, retrieve=retrieve)
+def verify_film_task(tag: str, archive: Archive, receipt: StoreReceipt, retrieve: bool) -> None:
+    """Confirm the archive holds the instance (and, when ``retrieve``, identical pixels)."""
+    archive.verify(receipt, retrieve=retrieve)
+
+
+def commit_instances(archive: Archive, receipts: list[StoreReceipt]) -> list[CommitmentOutcome]:
+    """Ask the archive to commit verified instances (one request); their outcomes.
+
+    A plain call, not a task: the request has its own timeout
+    (``archive.commitment_timeout_s``), so a Prefect retry would only wait
+    again, and a failure is an expected outcome, not a task failure.
+
+    Raises
+    ------
+    ArchiveError
+        The request failed as a whole (``commitment_timeout``,
+        ``commitment_failed``, ``archive_unreachable``), or an instance was not
+        committed (``commitment_failed``; a permanent failure is raised before
+        a transient one).
+    """
+    results = archive.commit(receipts)
+    failures = [r for r in results.values() if isinstance(r, ArchiveError)]
+    if failures:
+        raise next((f for f in failures if not is_transient(f)), failures[0])
+    return [r for r in results.values() if isinstance(r, CommitmentOutcome)]
 
 
 def verify_sample(sop_uid: str, fraction: float) -> bool:
@@ -91,7 +117,7 @@ class Pusher:
             return row.state if row else ""
         tag = film_tag(key)
         if self.outage:
-            self.errors[key] = f"archive_unreachable: not pushed ({self.outage}); the next run pushes it"
+            self.errors[key] = f"{self.outage}: not pushed, after an earlier film's {self.outage} in this run; the next run pushes it"
             return row.state
         delays = [self.config.retry_delay_s * 2**i for i in range(self.config.retries)]
         retrying = {"retries": self.config.retries, "retry_delay_seconds": delays or 0}
@@ -110,14 +136,16 @@ class Pusher:
             receipts = [push_film_task.with_options(**retrying)(tag, self.archive, path, digest) for path, digest in staged]
             if row.state != "pushed":
                 row = self.ledger.transition(key, "pushed", expect=PENDING_PUSH)
-            outcomes = [verify_film_task.with_options(**retrying)(
-                tag, self.archive, receipt, verify_sample(row.sop_instance_uid, self.config.verify_fraction))
-                for receipt in receipts]
+            for receipt in receipts:
+                verify_film_task.with_options(**retrying)(
+                    tag, self.archive, receipt, verify_sample(row.sop_instance_uid, self.config.verify_fraction))
+            commitments = commit_instances(self.archive, receipts)
         except ArchiveError as exc:
             if is_transient(exc):
                 self.outage = exc.code
                 self.errors[key] = f"{exc.code}: {exc}; the next run pushes it"
-                log.warning("film %s: archive unreachable, left pending", tag)
+                # messages name URLs, ports and UIDs, never patient data
+                log.warning("film %s: %s, left pending (the next run pushes it): %s", tag, exc.code, exc)
                 return row.state
             self.ledger.transition(key, "failed", error=f"{exc.code}: {exc}")
             log.warning("film %s: push failed (%s)", tag, exc.code)
@@ -126,7 +154,6 @@ class Pusher:
         if extras:
             record["extra_archived"] = [r.location for r in receipts[1:]]
         record["notes"] = [*record.get("notes", []), *(n for r in receipts for n in r.notes)]
-        commitments = [o for o in outcomes if isinstance(o, CommitmentOutcome)]
         if commitments:  # the weakest of the film's instances
             weakest = next((o for o in commitments if o.method != "committed"), commitments[0])
             record["storage_commitment"] = weakest.method

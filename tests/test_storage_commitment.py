@@ -9,18 +9,21 @@ nothing (the "modality not registered / listener unreachable" case).
   Instance UIDs as committed (event type 1);
 - a UID Orthanc does not hold comes back in the Failed SOP Sequence with
   Failure Reason 0x0112 (event type 2), the others committed;
-- ``DimseArchive.verify`` with commitment: ``committed``; listener unreachable:
-  ``auto`` falls back to C-FIND/C-GET (once, then not asked again in the run),
-  ``require`` raises a transient error;
+- ``DimseArchive.commit`` after ``verify``: ``committed``; one request for several
+  instances is matched back per SOP Instance UID (a lost one: ``commitment_failed``,
+  0x0112, permanent); listener unreachable: ``auto`` falls back to C-FIND/C-GET
+  (once, then not asked again in the run), ``require`` raises
+  ``commitment_timeout`` (transient);
 - peers without the Push Model context, or answering the N-ACTION with a failure
-  status: ``CommitmentUnsupportedError``, ``auto`` falls back, ``require`` stays
-  transient; a peer reporting on the N-ACTION's own association: committed
-  (pynetdicom SCPs on loopback);
+  status: ``CommitmentUnsupportedError``, ``auto`` falls back, ``require`` raises
+  ``commitment_failed`` (transient); a peer reporting on the N-ACTION's own
+  association: committed (pynetdicom SCPs on loopback);
 - an Orthanc whose modality entry says ``"AllowStorageCommitment": false`` aborts
-  the N-ACTION: ``auto`` falls back at once, ``require`` raises a transient error;
+  the N-ACTION: ``auto`` falls back at once, ``require`` raises ``commitment_failed``
+  (transient);
 - ``filmflow migrate`` with ``require``: a listener Orthanc cannot reach leaves the
-  films pending; the next run, listening where Orthanc reports, archives them
-  and records ``committed``.
+  films pending as ``commitment_timeout`` (one line per film, no traceback); the
+  next run, listening where Orthanc reports, archives them and records ``committed``.
 
 Inputs: synthetic films from :func:`fixtures_orthanc.make_film_file` and the
 labelled batch of :func:`fixtures_orthanc.make_clean_batch` (provenance there).
@@ -29,7 +32,10 @@ labelled batch of :func:`fixtures_orthanc.make_clean_batch` (provenance there).
 from __future__ import annotations
 
 import json
+import os
+import re
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -44,6 +50,8 @@ from filmflow.archive.commitment import (
     EVENT_FAILURES_EXIST,
     STORAGE_COMMITMENT_PUSH_MODEL,
     STORAGE_COMMITMENT_PUSH_MODEL_INSTANCE,
+    CommitmentFailedError,
+    CommitmentTimeoutError,
     CommitmentUnsupportedError,
     acquire_listener,
     parse_event_report,
@@ -55,8 +63,9 @@ from filmflow.archive import StoreReceipt
 from filmflow.archive.dimse import DimseArchive
 from filmflow.config import ArchiveConfig, load_settings
 from filmflow.errors import ArchiveUnreachableError, ConfigError, VerificationError
+from filmflow.report import read_report
 from orthanc_server import free_port
-from test_batch_orthanc import run_migrate
+from test_batch_orthanc import FILMFLOW, run_migrate
 
 pytestmark = pytest.mark.orthanc
 
@@ -138,13 +147,39 @@ def test_concurrent_transactions_are_matched_by_uid(orthanc_empty, film_files, p
     assert report_b.committed_uids() == {rb[1]} and len(report_b.failed) == 1
 
 
-def test_verify_commits_then_retrieves(orthanc_empty, film_files):
+def commit_one(arch, receipt):
+    """``arch.commit`` for one instance: its outcome (or the CommitmentFailedError of the instance)."""
+    results = arch.commit([receipt])
+    assert list(results) == [receipt.sop_instance_uid]
+    return results[receipt.sop_instance_uid]
+
+
+def test_verify_then_commit(orthanc_empty, film_files):
     (path,) = film_files(1)
     with DimseArchive.from_url(orthanc_empty.dicom_url, commitment_config(orthanc_empty, "require")) as arch:
         receipt = arch.store(path)
-        outcome = arch.verify(receipt, retrieve=True)
+        assert arch.verify(receipt, retrieve=True) is None
+        outcome = commit_one(arch, receipt)
     assert outcome.method == "committed"
     assert orthanc_empty.dicom_url in outcome.note
+
+
+def test_one_request_for_several_films_is_matched_back_per_instance(orthanc_empty, film_files):
+    """One N-ACTION for three stored instances, one of them deleted from Orthanc meanwhile: two committed, that one
+    ``commitment_failed`` with 0x0112 (permanent); each outcome under its own SOP Instance UID."""
+    paths = film_files(3)
+    with DimseArchive.from_url(orthanc_empty.dicom_url, commitment_config(orthanc_empty, "require")) as arch:
+        receipts = [arch.store(p) for p in paths]
+        for iid in orthanc_empty.find_instance(receipts[1].sop_instance_uid):
+            orthanc_empty.rest("DELETE", f"/instances/{iid}")
+        results = arch.commit(receipts)
+    assert list(results) == [r.sop_instance_uid for r in receipts]
+    kept, lost = [results[receipts[0].sop_instance_uid], results[receipts[2].sop_instance_uid]], results[receipts[1].sop_instance_uid]
+    assert [o.method for o in kept] == ["committed", "committed"]
+    assert kept[0].note == kept[1].note, "one transaction"
+    assert isinstance(lost, CommitmentFailedError) and lost.code == "commitment_failed"
+    assert "0x0112 (no such object instance)" in str(lost) and receipts[1].sop_instance_uid in str(lost)
+    assert lost.transient is False
 
 
 def test_verify_of_an_instance_the_archive_lost_fails_on_commitment(orthanc_empty, film_files):
@@ -156,9 +191,10 @@ def test_verify_of_an_instance_the_archive_lost_fails_on_commitment(orthanc_empt
         orthanc_empty.clear()
         with pytest.raises(VerificationError, match="does not hold"):
             arch.verify(receipt)
-        with pytest.raises(VerificationError, match=r"did not commit instance .*0x0112") as info:
-            arch._commit(receipt.sop_class_uid, receipt.sop_instance_uid)
-    assert info.value.transient is False
+        failed = commit_one(arch, receipt)
+    assert isinstance(failed, CommitmentFailedError)
+    assert f"did not commit instance {receipt.sop_instance_uid}: failure reason 0x0112" in str(failed)
+    assert failed.transient is False
 
 
 def test_listener_unreachable_auto_falls_back_once(orthanc_empty, film_files):
@@ -167,9 +203,9 @@ def test_listener_unreachable_auto_falls_back_once(orthanc_empty, film_files):
     with DimseArchive.from_url(orthanc_empty.dicom_url, cfg) as arch:
         receipts = [arch.store(p) for p in paths]
         t0 = time.monotonic()
-        first = arch.verify(receipts[0])
+        first = commit_one(arch, receipts[0])
         t1 = time.monotonic()
-        second = arch.verify(receipts[1])
+        second = commit_one(arch, receipts[1])
         t2 = time.monotonic()
     assert first.method == second.method == "unsupported"
     assert "no storage commitment report" in first.note and "within 1.5 s" in first.note
@@ -178,13 +214,15 @@ def test_listener_unreachable_auto_falls_back_once(orthanc_empty, film_files):
     assert t2 - t1 < 1.0, "auto asks only once per run"
 
 
-def test_listener_unreachable_require_is_transient(orthanc_empty, film_files):
+def test_listener_unreachable_require_is_a_transient_timeout(orthanc_empty, film_files):
     (path,) = film_files(1)
     cfg = commitment_config(orthanc_empty, "require", port=free_port(), timeout_s=1.0)
     with DimseArchive.from_url(orthanc_empty.dicom_url, cfg) as arch:
         receipt = arch.store(path)
-        with pytest.raises(ArchiveUnreachableError, match="no storage commitment report") as info:
-            arch.verify(receipt)
+        arch.verify(receipt)
+        with pytest.raises(CommitmentTimeoutError, match="no storage commitment report") as info:
+            arch.commit([receipt])
+    assert info.value.code == "commitment_timeout"
     assert info.value.transient is True
 
 
@@ -193,7 +231,8 @@ def test_off_and_no_port_do_not_ask(orthanc_empty, film_files):
     for cfg, note in ((ArchiveConfig(storage_commitment="off", commitment_port=orthanc_empty.calling_aet_port), "off"),
                       (ArchiveConfig(), "commitment_port is 0")):
         with DimseArchive.from_url(orthanc_empty.dicom_url, cfg) as arch:
-            outcome = arch.verify(arch.store(path))
+            arch.check()
+            outcome = commit_one(arch, arch.store(path))
             assert arch._listener is None
         assert outcome.method == "off" and note in outcome.note
 
@@ -321,13 +360,15 @@ def test_verify_against_a_peer_without_commitment(peer, push_model, status):
     cfg = dict(commitment_port=free_port(), commitment_host="127.0.0.1", commitment_timeout_s=5, timeout_s=5)
     reason = "no presentation context for Storage Commitment" if not push_model else "status 0x0110"
     with DimseArchive.from_url(url, ArchiveConfig(storage_commitment="auto", **cfg)) as arch:
-        outcome = arch.verify(receipt, retrieve=False)
-        again = arch.verify(receipt, retrieve=False)
+        arch.verify(receipt, retrieve=False)
+        outcome = commit_one(arch, receipt)
+        again = commit_one(arch, receipt)
     assert outcome.method == "unsupported" and reason in outcome.note
     assert again == outcome
     with DimseArchive.from_url(url, ArchiveConfig(storage_commitment="require", **cfg)) as arch:
-        with pytest.raises(VerificationError, match=reason) as info:
-            arch.verify(receipt, retrieve=False)
+        with pytest.raises(CommitmentFailedError, match=reason) as info:
+            arch.commit([receipt])
+    assert info.value.code == "commitment_failed"
     assert info.value.transient is True
 
 
@@ -337,7 +378,7 @@ def test_report_on_the_association_of_the_request(peer):
     cfg = ArchiveConfig(storage_commitment="require", commitment_port=free_port(), commitment_host="127.0.0.1",
                         commitment_timeout_s=5, timeout_s=5)  # our listener exists, the peer never calls it
     with DimseArchive.from_url(url, cfg) as arch:
-        outcome = arch.verify(receipt, retrieve=False)
+        outcome = commit_one(arch, receipt)
     assert outcome.method == "committed", outcome
 
 
@@ -364,18 +405,43 @@ def _records(work) -> dict[str, dict]:
         return {sop: json.loads(rec) for sop, rec in conn.execute("SELECT sop_instance_uid, record FROM films")}
 
 
+def migrate(batch, archive: str, tmp, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``filmflow migrate`` of ``batch`` (with its manifest) in a subprocess, as a user runs it."""
+    full = dict(os.environ, PREFECT_HOME=str(tmp / "prefect-home"), **env)
+    full.pop("PREFECT_API_URL", None)
+    return subprocess.run(
+        [*FILMFLOW, "migrate", str(batch), "--manifest", str(batch / "manifest.csv"), "--archive", archive,
+         "--report", str(tmp / "report.csv"), "--work-dir", str(tmp / "work"), "--workers", "2"],
+        cwd=tmp, env=full, capture_output=True, text=True, timeout=600,
+    )
+
+
+REQUIRE = {"FILMFLOW_ARCHIVE__STORAGE_COMMITMENT": "require", "FILMFLOW_ARCHIVE__COMMITMENT_HOST": "127.0.0.1",
+           "FILMFLOW_ARCHIVE__COMMITMENT_TIMEOUT_S": "2", "FILMFLOW_ARCHIVE__RETRIES": "0"}
+
+
 @pytest.mark.slow
 def test_migrate_require_commitment_pending_then_committed(orthanc_empty, clean_batch, tmp_path):
-    batch, _ = clean_batch
-    env = {"FILMFLOW_ARCHIVE__STORAGE_COMMITMENT": "require", "FILMFLOW_ARCHIVE__COMMITMENT_HOST": "127.0.0.1",
-           "FILMFLOW_ARCHIVE__COMMITMENT_TIMEOUT_S": "2", "FILMFLOW_ARCHIVE__RETRIES": "0"}
-    # 1: Orthanc reports to a port nobody listens on: stored, not committed -> pending, nothing archived
-    first = run_migrate(batch, orthanc_empty.dicom_url, tmp_path,
-                        env={**env, "FILMFLOW_ARCHIVE__COMMITMENT_PORT": str(free_port())})
+    batch, truth = clean_batch
+    env = REQUIRE
+    # 1: Orthanc reports to a port nobody listens on: stored, not committed -> pending (commitment_timeout), nothing
+    # archived; the other film is not pushed after that in this run, for the same reason
+    res = migrate(batch, orthanc_empty.dicom_url, tmp_path, {**env, "FILMFLOW_ARCHIVE__COMMITMENT_PORT": str(free_port())})
+    assert res.returncode == 0, res.stderr[-3000:]
+    first = read_report(tmp_path / "report.csv")
     processed = [r for r in first if r["sop_instance_uid"] and r["status"] in ("pending", "archived")]
-    assert processed, [(r["status"], r["qc_flags"], r["error"]) for r in first]
+    assert len(processed) == 2, [(r["status"], r["qc_flags"], r["error"]) for r in first]
     assert {r["status"] for r in processed} == {"pending"}
-    assert "no storage commitment report" in " ".join(r["error"] for r in processed)
+    errors = sorted(r["error"] for r in processed)
+    assert [e.split(":", 1)[0] for e in errors] == ["commitment_timeout", "commitment_timeout"], errors
+    assert errors[0].startswith(f"commitment_timeout: no storage commitment report (N-EVENT-REPORT) from "
+                                f"{orthanc_empty.dicom_url} within 2 s"), errors
+    assert errors[1].startswith("commitment_timeout: not pushed, after an earlier film's commitment_timeout"), errors
+    for r in processed:  # one line per film on the console, with its reason
+        assert re.search(rf"^  {re.escape(r['source_file'])}\s+pending\s+commitment_timeout$", res.stdout, re.M), res.stdout
+    console = res.stdout + res.stderr
+    assert "Traceback" not in console and "archive_unreachable" not in console
+    assert not [v for t in truth for k in ("PatientID", "PatientName", "AccessionNumber") if (v := t[k]) in res.stderr]
     # 2: listening where Orthanc reports: every pending film archived, committed
     second = run_migrate(batch, orthanc_empty.dicom_url, tmp_path,
                          env={**env, "FILMFLOW_ARCHIVE__COMMITMENT_PORT": str(orthanc_empty.calling_aet_port)})
@@ -408,12 +474,14 @@ def test_archive_refusing_commitment_auto_falls_back_require_does_not_archive(or
     with DimseArchive.from_url(orthanc_no_commitment.dicom_url, commitment_config(orthanc_no_commitment, "auto")) as arch:
         receipt = arch.store(path)
         t0 = time.monotonic()
-        outcome = arch.verify(receipt, retrieve=True)  # the C-GET after the refused request still works
+        outcome = commit_one(arch, receipt)
         elapsed = time.monotonic() - t0
+        arch.verify(receipt, retrieve=True)  # the C-GET after the refused request still works
     assert outcome.method == "unsupported", outcome
     assert "no answer to the storage commitment request" in outcome.note
     assert elapsed < 5, "a refusal is not a timeout"
     with DimseArchive.from_url(orthanc_no_commitment.dicom_url, commitment_config(orthanc_no_commitment, "require")) as arch:
-        with pytest.raises(ArchiveUnreachableError, match="no answer to the storage commitment request") as info:
-            arch.verify(arch.store(path))
+        with pytest.raises(CommitmentFailedError, match="no answer to the storage commitment request") as info:
+            arch.commit([arch.store(path)])
+    assert info.value.code == "commitment_failed"
     assert info.value.transient is True, "require: the film stays pending and the next run asks again"

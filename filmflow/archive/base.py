@@ -9,7 +9,8 @@ A target is chosen by URL (:func:`open_archive`):
 Life cycle: ``check()`` once before a batch (raises ArchiveUnreachableError),
 ``find_patient(patient_id)`` before a film is pushed (the archive's own record of
 the patient, for the identity check), ``store(path)`` per instance,
-``verify(receipt)`` after the store, ``close()`` at the end. Archives are used as context managers. ``store`` must be
+``verify(receipt)`` after the store, ``commit(receipts)`` after the verify (DICOM
+Storage Commitment; a no-op for archives without it), ``close()`` at the end. Archives are used as context managers. ``store`` must be
 idempotent: storing the same SOP Instance UID again never creates a second
 instance.
 """
@@ -20,14 +21,14 @@ import abc
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, TypeVar
+from typing import TYPE_CHECKING, Iterable, Sequence, TypeVar
 from urllib.parse import urlparse
 
 from filmflow.config import ArchiveConfig
 from filmflow.errors import ArchiveError, ArchiveUnreachableError, ConfigError, StoreFailedError
 
 if TYPE_CHECKING:
-    from filmflow.archive.commitment import CommitmentOutcome
+    from filmflow.archive.commitment import CommitmentFailedError, CommitmentOutcome
     from pydicom import Dataset
 
 #: SOP Classes filmflow writes (PS3.4 B.5).
@@ -241,14 +242,8 @@ class Archive(abc.ABC):
         """
 
     @abc.abstractmethod
-    def verify(self, receipt: StoreReceipt, *, retrieve: bool = True) -> "CommitmentOutcome | None":
+    def verify(self, receipt: StoreReceipt, *, retrieve: bool = True) -> None:
         """Confirm the archive holds the instance (and, when ``retrieve``, identical pixels).
-
-        Returns
-        -------
-        CommitmentOutcome or None
-            How a DICOM archive confirmed it (Storage Commitment, PS3.4 Annex J, or
-            C-FIND/C-GET only); None for archives without commitment (folder, DICOMweb).
 
         Raises
         ------
@@ -257,6 +252,23 @@ class Archive(abc.ABC):
         ArchiveUnreachableError
             The archive could not be asked.
         """
+
+    def commit(self, receipts: Sequence[StoreReceipt]) -> "dict[str, CommitmentOutcome | CommitmentFailedError]":
+        """Ask the archive to take responsibility for verified instances (DICOM Storage Commitment, PS3.4 Annex J).
+
+        Returns
+        -------
+        dict
+            Per SOP Instance UID: how the archive confirmed it, or why it did
+            not commit it (see :meth:`filmflow.archive.dimse.DimseArchive.commit`).
+            Empty for archives without commitment (this default: folder, DICOMweb).
+
+        Raises
+        ------
+        ArchiveError
+            A failure of the whole request (see the DICOM archive's method).
+        """
+        return {}
 
     @abc.abstractmethod
     def contains(self, sop_instance_uid: str) -> bool:

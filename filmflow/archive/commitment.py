@@ -33,9 +33,14 @@ Errors
   context for the Push Model SOP Class, or answered the N-ACTION with a failure
   status. Permanent for this archive; ``storage_commitment = "auto"`` then
   verifies by C-FIND/C-GET instead.
+- :class:`CommitmentTimeoutError` (code ``commitment_timeout``, ``transient``
+  True): no report within the timeout.
+- :class:`CommitmentFailedError` (code ``commitment_failed``): the archive did
+  not commit an instance (Failed SOP Sequence; ``transient`` per Failure
+  Reason), or, with ``storage_commitment = "require"``, refused or does not
+  offer commitment (raised by :mod:`filmflow.archive.dimse`).
 - :class:`~filmflow.errors.ArchiveUnreachableError` (``transient`` True): no
-  N-ACTION response (timeout or abort), no report within the timeout, or the
-  listener's port cannot be bound.
+  N-ACTION response (timeout or abort), or the listener's port cannot be bound.
 
 Messages carry UIDs, AE titles, ports and status codes only, never patient data.
 
@@ -94,6 +99,21 @@ class CommitmentUnsupportedError(ArchiveError):
 
     code = "commitment_unsupported"
 
+
+class CommitmentFailedError(ArchiveError):
+    """The archive did not commit an instance (PS3.4 J.3.3.1.1), or commitment is required and the archive refuses it.
+
+    ``transient`` (see :func:`~filmflow.archive.base.archive_error`) says whether
+    asking again in a later run may help; the film then stays pending.
+    """
+
+    code = "commitment_failed"
+
+
+class CommitmentTimeoutError(CommitmentFailedError):
+    """No storage commitment report (N-EVENT-REPORT) for a request within ``archive.commitment_timeout_s``."""
+
+    code = "commitment_timeout"
 
 @dataclass(frozen=True)
 class SopReference:
@@ -476,13 +496,13 @@ def wait_for_report(transaction_uid: str, timeout_s: float, *, url: str = "", li
 
     Raises
     ------
-    ArchiveUnreachableError
+    CommitmentTimeoutError
         (transient) no report in time.
     """
     report = _PENDING.wait(transaction_uid, timeout_s)
     if report is None:
         raise archive_error(
-            ArchiveUnreachableError,
+            CommitmentTimeoutError,
             f"no storage commitment report (N-EVENT-REPORT) from {url} within {timeout_s:g} s for transaction"
             f" {transaction_uid}; the archive must have {listen or 'our AE title, host and listener port'}"
             " registered as a modality",
@@ -524,7 +544,9 @@ def request_commitment(assoc: Association, references: Iterable[tuple[str, str]]
     ------
     CommitmentUnsupportedError
     ArchiveUnreachableError
-        (transient) no N-ACTION response or no report within ``timeout_s``.
+        (transient) no N-ACTION response.
+    CommitmentTimeoutError
+        (transient) no report within ``timeout_s``.
     """
     uid = send_commitment_request(assoc, references, url=url, transaction_uid=transaction_uid)
     return wait_for_report(uid, timeout_s, url=url, listen=listen)

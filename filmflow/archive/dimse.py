@@ -13,14 +13,17 @@ Patient Root C-FIND of :meth:`DimseArchive.find_patient`; it also
 requests the SCP role for the storage classes so C-GET sub-operations can
 arrive on it (PS3.4 C.4.3, PS3.7 D.3.3.4).
 
-Storage Commitment (``archive.storage_commitment``, PS3.4 Annex J): after the
-C-FIND found the instance, :meth:`DimseArchive.verify` asks the archive to
-commit it (N-ACTION on the query association) and waits for the N-EVENT-REPORT
-on filmflow's listener (:mod:`filmflow.archive.commitment`, port
-``archive.commitment_port``, started with the first request, stopped by
-:meth:`DimseArchive.close`). ``auto`` falls back to C-FIND (+ C-GET sample) for
-the rest of the run when the archive does not offer commitment or sends no
-report in time; ``require`` then leaves the film un-archived.
+Storage Commitment (``archive.storage_commitment``, PS3.4 Annex J): after
+:meth:`DimseArchive.verify` found the instances, :meth:`DimseArchive.commit`
+asks the archive to commit them (one N-ACTION on the query association for all
+the receipts it is given) and waits for the N-EVENT-REPORT on filmflow's
+listener (:mod:`filmflow.archive.commitment`, port ``archive.commitment_port``,
+started with the first request, stopped by :meth:`DimseArchive.close`).
+``auto`` falls back to C-FIND (+ C-GET sample) for the rest of the run when the
+archive does not offer commitment or sends no report in time; ``require`` then
+raises :class:`~filmflow.archive.commitment.CommitmentTimeoutError` /
+:class:`~filmflow.archive.commitment.CommitmentFailedError` (transient: the
+films stay pending).
 
 Maximum PDU length: we announce :data:`MAX_PDU` (128 KiB, DCMTK's own ceiling)
 for what we receive; what we send is cut to the length the *peer* announced.
@@ -46,6 +49,7 @@ import logging
 import re
 import threading
 from pathlib import Path
+from typing import Sequence
 from urllib.parse import urlparse
 
 from pydicom import Dataset, dcmread
@@ -76,8 +80,10 @@ from filmflow.archive.base import (
 from filmflow.archive.commitment import (
     STORAGE_COMMITMENT_PUSH_MODEL,
     TRANSIENT_FAILURE_REASONS,
+    CommitmentFailedError,
     CommitmentListener,
     CommitmentOutcome,
+    CommitmentTimeoutError,
     CommitmentUnsupportedError,
     acquire_listener,
     handle_event_report,
@@ -433,32 +439,23 @@ class DimseArchive(Archive):
         self._received.append(ds)
         return 0x0000
 
-    def verify(self, receipt: StoreReceipt, *, retrieve: bool = True) -> CommitmentOutcome:
-        """C-FIND the instance; request Storage Commitment (as configured); when ``retrieve``, C-GET it and compare the pixel hash.
+    def verify(self, receipt: StoreReceipt, *, retrieve: bool = True) -> None:
+        """C-FIND the instance; when ``retrieve``, C-GET it and compare the pixel hash.
 
-        Returns
-        -------
-        CommitmentOutcome
-            ``committed``, ``unsupported`` (tried, not available: C-FIND/C-GET
-            only) or ``off``, with a note for the report.
+        Storage Commitment is asked separately, by :meth:`commit`.
 
         Raises
         ------
         VerificationError
-            Missing instance, pixel hash mismatch, the archive reported the
-            instance as failed to commit (transient for failure reasons 0x0110
-            and 0x0213), or ``require`` and the archive does not offer
-            commitment (transient: the film stays pending until it does).
+            Missing instance, or pixel hash mismatch.
         ArchiveUnreachableError
-            No answer; with ``require`` also no commitment report within
-            ``commitment_timeout_s`` (transient: the film stays pushed).
+            No answer.
         """
         matches = self._find(receipt.sop_instance_uid, receipt.study_instance_uid, receipt.series_instance_uid)
         if not matches:
             raise archive_error(VerificationError, f"{self.url} does not hold instance {receipt.sop_instance_uid}", transient=False)
-        outcome = self._commit(receipt.sop_class_uid or str(matches[0].get("SOPClassUID", "")), receipt.sop_instance_uid)
         if not retrieve:
-            return outcome
+            return
         query = Dataset()
         query.QueryRetrieveLevel = "IMAGE"
         query.StudyInstanceUID = receipt.study_instance_uid
@@ -484,68 +481,122 @@ class DimseArchive(Archive):
             )
         if receipt.pixel_sha256 and pixel_sha256(got[0]) != receipt.pixel_sha256:
             raise archive_error(VerificationError, f"pixel hash mismatch for {receipt.sop_instance_uid} at {self.url}", transient=False)
-        return outcome
 
     # --- storage commitment ----------------------------------------------------------------
     @property
     def _commitment_wanted(self) -> bool:
         return self.config.storage_commitment != "off" and self.config.commitment_port > 0
 
-    def _commit(self, sop_class_uid: str, sop_instance_uid: str) -> CommitmentOutcome:
-        """Storage Commitment for one instance (PS3.4 J.3); see :meth:`verify` for outcomes and errors."""
+    def _start_listener(self) -> None:
+        """Acquire the process's commitment listener on ``commitment_host:commitment_port`` (once per archive).
+
+        Raises
+        ------
+        ArchiveUnreachableError
+            (transient) the port cannot be bound.
+        """
+        if self._listener is None:
+            cfg = self.config
+            self._listener = acquire_listener(cfg.calling_ae_title, cfg.commitment_host, cfg.commitment_port)
+
+    def commit(self, receipts: Sequence[StoreReceipt]) -> dict[str, CommitmentOutcome | CommitmentFailedError]:
+        """Storage Commitment for stored instances: one N-ACTION for all ``receipts``, one wait for the report (PS3.4 J.3).
+
+        Call after :meth:`verify` found the instances. The archive's report is
+        matched back per SOP Instance UID, so one request may carry the
+        instances of many films.
+
+        Parameters
+        ----------
+        receipts : sequence of StoreReceipt
+            From :meth:`store` (``sop_class_uid`` is the class as stored).
+
+        Returns
+        -------
+        dict
+            Per SOP Instance UID of ``receipts``: a :class:`CommitmentOutcome`
+            (``committed``; ``unsupported``: ``auto`` and commitment is not
+            available, verified by C-FIND/C-GET only; ``off``: not asked), or
+            the :class:`CommitmentFailedError` of an instance the archive did not
+            commit (its Failure Reason in the message, transient for 0x0110 and
+            0x0213; an instance missing from the report: transient).
+
+        Raises
+        ------
+        CommitmentTimeoutError
+            ``require`` and no report within ``commitment_timeout_s`` (transient:
+            the films stay pending for the next run).
+        CommitmentFailedError
+            ``require`` and the archive does not offer commitment, refuses the
+            request or aborts it (transient: an archive-side setting).
+        ArchiveUnreachableError
+            The query association cannot be opened.
+        """
+        receipts = list(receipts)
         cfg = self.config
+        if not receipts:
+            return {}
         if cfg.storage_commitment == "off":
-            return CommitmentOutcome("off", "storage commitment off (archive.storage_commitment)")
+            return self._for_all(receipts, CommitmentOutcome("off", "storage commitment off (archive.storage_commitment)"))
         if not cfg.commitment_port:
-            return CommitmentOutcome("off", "storage commitment not requested (archive.commitment_port is 0)")
+            return self._for_all(receipts, CommitmentOutcome("off", "storage commitment not requested (archive.commitment_port is 0)"))
         if self._commitment_unavailable:
-            return CommitmentOutcome("unsupported", self._commitment_unavailable)
-        listen = f"AE {cfg.calling_ae_title!r} at this host, port {cfg.commitment_port}"
+            return self._for_all(receipts, CommitmentOutcome("unsupported", self._commitment_unavailable))
         try:
-            if self._listener is None:
-                self._listener = acquire_listener(cfg.calling_ae_title, cfg.commitment_host, cfg.commitment_port)
+            self._start_listener()
         except ArchiveUnreachableError as exc:  # our port cannot be bound
-            return self._commitment_unavailable_for(exc)
+            return self._commitment_unavailable_for(exc, receipts)
+        listen = f"AE {cfg.calling_ae_title!r} at this host, port {cfg.commitment_port}"
+        references = [(r.sop_class_uid, r.sop_instance_uid) for r in receipts]
         with self._lock:
             assoc = self._query_association()  # an outage propagates: it says nothing about commitment
             try:
-                transaction = send_commitment_request(assoc, [(sop_class_uid, sop_instance_uid)], url=self.url)
+                transaction = send_commitment_request(assoc, references, url=self.url)
             except CommitmentUnsupportedError as exc:
-                return self._commitment_unavailable_for(exc)
+                return self._commitment_unavailable_for(exc, receipts)
             except ArchiveUnreachableError as exc:  # no N-ACTION response: the association is unusable
                 self._query_assoc = None
                 if assoc.is_established:
                     assoc.abort()
-                return self._commitment_unavailable_for(exc)
+                return self._commitment_unavailable_for(exc, receipts)
         try:
             report = wait_for_report(transaction, cfg.commitment_timeout_s, url=self.url, listen=listen)
-        except ArchiveUnreachableError as exc:
-            return self._commitment_unavailable_for(exc)
-        failed = report.failure(sop_instance_uid)
-        if failed is not None:
-            raise archive_error(
-                VerificationError,
-                f"{self.url} did not commit instance {sop_instance_uid}: failure reason {failed.failure_text}",
-                transient=failed.failure_reason in TRANSIENT_FAILURE_REASONS,
-            )
-        if sop_instance_uid not in report.committed_uids():
-            raise archive_error(
-                VerificationError,
-                f"the storage commitment report from {self.url} does not list instance {sop_instance_uid}",
-                transient=True,
-            )
-        return CommitmentOutcome("committed", f"committed by {self.url} (storage commitment, transaction {transaction})")
+        except CommitmentTimeoutError as exc:
+            return self._commitment_unavailable_for(exc, receipts)
+        committed = report.committed_uids()
+        out: dict[str, CommitmentOutcome | CommitmentFailedError] = {}
+        for uid in dict.fromkeys(r.sop_instance_uid for r in receipts):
+            failed = report.failure(uid)
+            if failed is not None:
+                out[uid] = archive_error(
+                    CommitmentFailedError,
+                    f"{self.url} did not commit instance {uid}: failure reason {failed.failure_text}",
+                    transient=failed.failure_reason in TRANSIENT_FAILURE_REASONS,
+                )
+            elif uid not in committed:
+                out[uid] = archive_error(
+                    CommitmentFailedError,
+                    f"the storage commitment report from {self.url} (transaction {transaction}) does not list instance {uid}",
+                    transient=True,
+                )
+            else:
+                out[uid] = CommitmentOutcome("committed", f"committed by {self.url} (storage commitment, transaction {transaction})")
+        return out
 
-    def _commitment_unavailable_for(self, exc: ArchiveError) -> CommitmentOutcome:
+    @staticmethod
+    def _for_all(receipts: list[StoreReceipt], outcome: CommitmentOutcome) -> dict[str, CommitmentOutcome | CommitmentFailedError]:
+        return {r.sop_instance_uid: outcome for r in receipts}
+
+    def _commitment_unavailable_for(self, exc: ArchiveError, receipts: list[StoreReceipt]) -> dict[str, CommitmentOutcome | CommitmentFailedError]:
         """``require``: raise, transient (the films stay pending until the archive commits); ``auto``: fall back for the run."""
         if self.config.storage_commitment == "require":
-            if isinstance(exc, CommitmentUnsupportedError):
-                raise archive_error(
-                    VerificationError,
-                    f"{exc}; archive.storage_commitment is 'require': enable commitment on the archive or use 'auto'",
-                    transient=True,  # an archive-side setting: keep the film pending, do not re-process it
-                ) from None
-            raise exc
+            if isinstance(exc, CommitmentTimeoutError):
+                raise exc
+            raise archive_error(
+                CommitmentFailedError,
+                f"{exc}; archive.storage_commitment is 'require': enable commitment for our AE title on the archive or use 'auto'",
+                transient=True,  # an archive-side setting: keep the film pending, do not re-process it
+            ) from None
         self._commitment_unavailable = f"storage commitment unavailable, verified without it (C-FIND, C-GET sample): {exc}"
         log.warning("%s; not asked again in this run", self._commitment_unavailable)
-        return CommitmentOutcome("unsupported", self._commitment_unavailable)
+        return self._for_all(receipts, CommitmentOutcome("unsupported", self._commitment_unavailable))
