@@ -50,7 +50,9 @@ def check_batch_inputs(
     source_dir, batch_name, manifest, archive, report, config
         As for ``filmflow migrate``.
     check_archive : bool
-        Also connect to the archive (C-ECHO, a QIDO query, a write test) and close it.
+        Also connect to the archive (C-ECHO, a QIDO query, a write test; for a
+        ``dicom://`` archive with storage commitment, bind the commitment
+        listener's port) and close it.
     **overrides
         Further configuration sections (e.g. ``run={"workers": 2}``).
 
@@ -61,7 +63,9 @@ def check_batch_inputs(
     Raises
     ------
     ConfigError
-        Invalid configuration, an unsupported archive URL, or a report path that is a folder.
+        Invalid configuration, an unsupported archive URL, a report path that is a folder, or
+        (``check_archive``) a commitment port that cannot be bound
+        (:class:`~filmflow.archive.commitment.CommitmentListenerError`).
     SourceError
         The source folder is missing or not a folder.
     ManifestError

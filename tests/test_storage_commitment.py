@@ -21,6 +21,9 @@ nothing (the "modality not registered / listener unreachable" case).
 - an Orthanc whose modality entry says ``"AllowStorageCommitment": false`` aborts
   the N-ACTION: ``auto`` falls back at once, ``require`` raises ``commitment_failed``
   (transient);
+- a commitment port already in use: ``CommitmentListenerError`` (a ConfigError)
+  from ``DimseArchive.check``; ``filmflow migrate`` exits 2 with one line before
+  anything is pushed;
 - ``filmflow migrate`` with ``require``: a listener Orthanc cannot reach leaves the
   films pending as ``commitment_timeout`` (one line per film, no traceback); the
   next run, listening where Orthanc reports, archives them and records ``committed``.
@@ -51,6 +54,7 @@ from filmflow.archive.commitment import (
     STORAGE_COMMITMENT_PUSH_MODEL,
     STORAGE_COMMITMENT_PUSH_MODEL_INSTANCE,
     CommitmentFailedError,
+    CommitmentListenerError,
     CommitmentTimeoutError,
     CommitmentUnsupportedError,
     acquire_listener,
@@ -62,7 +66,7 @@ from filmflow.archive.commitment import (
 from filmflow.archive import StoreReceipt
 from filmflow.archive.dimse import DimseArchive
 from filmflow.config import ArchiveConfig, load_settings
-from filmflow.errors import ArchiveUnreachableError, ConfigError, VerificationError
+from filmflow.errors import ConfigError, VerificationError
 from filmflow.report import read_report
 from orthanc_server import free_port
 from test_batch_orthanc import FILMFLOW, run_migrate
@@ -258,26 +262,58 @@ def test_require_on_an_archive_without_commitment_is_refused_before_the_batch(tm
     assert got.settings.archive.storage_commitment == "require"
 
 
-def test_listener_port_in_use_is_transient():
+@pytest.fixture
+def busy_port():
+    """A port on 127.0.0.1 held by another program (a pynetdicom Verification SCP)."""
+    blocker = AE(ae_title="OTHER")
+    blocker.add_supported_context(Verification)
+    server = blocker.start_server(("127.0.0.1", free_port()), block=False)
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+
+
+def test_listener_port_in_use_is_a_config_error(busy_port):
     port = free_port()
     first = acquire_listener("FILMFLOW", "127.0.0.1", port)
     try:
-        blocker = AE(ae_title="OTHER")
-        blocker.add_supported_context(Verification)
-        server = blocker.start_server(("127.0.0.1", free_port()), block=False)
-        busy = server.server_address[1]
-        try:
-            with pytest.raises(ArchiveUnreachableError, match=f"127.0.0.1:{busy}") as info:
-                acquire_listener("FILMFLOW", "127.0.0.1", busy)
-            assert info.value.transient is True
-        finally:
-            server.shutdown()
+        with pytest.raises(CommitmentListenerError, match=f"127.0.0.1:{busy_port} .*archive.commitment_port") as info:
+            acquire_listener("FILMFLOW", "127.0.0.1", busy_port)
+        assert isinstance(info.value, ConfigError) and info.value.exit_code == 2
         assert acquire_listener("FILMFLOW", "127.0.0.1", port) is first, "one listener per port in a process"
         release_listener(first)
         assert first.running
     finally:
         release_listener(first)
     assert not first.running
+
+
+@pytest.mark.parametrize("mode", ["auto", "require"])
+def test_a_busy_commitment_port_is_refused_before_the_batch(orthanc_empty, busy_port, film_files, tmp_path, mode):
+    """``DimseArchive.check`` (the flow's start) and ``check_batch_inputs`` (the CLI's) bind the listener: a port in
+    use stops the batch before any store, also with ``auto`` (our own setting, not the archive's)."""
+    from filmflow.batch import check_batch_inputs
+
+    (path,) = film_files(1)
+    cfg = commitment_config(orthanc_empty, mode, port=busy_port)
+    with DimseArchive.from_url(orthanc_empty.dicom_url, cfg) as arch:
+        with pytest.raises(CommitmentListenerError, match=f"on 127.0.0.1:{busy_port} "):
+            arch.check()
+    (tmp_path / "scans").mkdir()
+    site = tmp_path / "site.toml"
+    site.write_text(f'[archive]\nstorage_commitment = "{mode}"\ncommitment_port = {busy_port}\n'
+                    'commitment_host = "127.0.0.1"\n')
+    with pytest.raises(CommitmentListenerError, match=f"on 127.0.0.1:{busy_port} "):
+        check_batch_inputs(tmp_path / "scans", "b", archive=orthanc_empty.dicom_url, config=str(site),
+                           run={"work_dir": str(tmp_path / "work")})
+    assert orthanc_empty.rest("GET", "/instances") == []
+    # commitment off: the port is not ours to bind, the same archive is fine
+    off = commitment_config(orthanc_empty, "off", port=busy_port)
+    with DimseArchive.from_url(orthanc_empty.dicom_url, off) as arch:
+        arch.check()
+        arch.store(path)
+        assert arch._listener is None
 
 
 # --- peers that do not offer commitment (pynetdicom SCPs on loopback) ---------------------------
@@ -418,6 +454,20 @@ def migrate(batch, archive: str, tmp, env: dict[str, str]) -> subprocess.Complet
 
 REQUIRE = {"FILMFLOW_ARCHIVE__STORAGE_COMMITMENT": "require", "FILMFLOW_ARCHIVE__COMMITMENT_HOST": "127.0.0.1",
            "FILMFLOW_ARCHIVE__COMMITMENT_TIMEOUT_S": "2", "FILMFLOW_ARCHIVE__RETRIES": "0"}
+
+
+@pytest.mark.parametrize("mode", ["auto", "require"])
+def test_migrate_with_the_commitment_port_in_use_exits_2_before_pushing(orthanc_empty, clean_batch, busy_port,
+                                                                         tmp_path, mode):
+    batch, _ = clean_batch
+    res = migrate(batch, orthanc_empty.dicom_url, tmp_path,
+                  {**REQUIRE, "FILMFLOW_ARCHIVE__STORAGE_COMMITMENT": mode, "FILMFLOW_ARCHIVE__COMMITMENT_PORT": str(busy_port)})
+    assert res.returncode == 2, (res.returncode, res.stderr[-3000:])
+    assert res.stderr.strip().splitlines()[-1].startswith(
+        f"filmflow: error: cannot listen for storage commitment reports on 127.0.0.1:{busy_port} (")
+    assert "Traceback" not in res.stderr + res.stdout
+    assert orthanc_empty.rest("GET", "/instances") == [], "nothing pushed"
+    assert not (tmp_path / "report.csv").exists(), "no report claims a batch ran"
 
 
 @pytest.mark.slow

@@ -39,8 +39,11 @@ Errors
   not commit an instance (Failed SOP Sequence; ``transient`` per Failure
   Reason), or, with ``storage_commitment = "require"``, refused or does not
   offer commitment (raised by :mod:`filmflow.archive.dimse`).
+- :class:`CommitmentListenerError` (a :class:`~filmflow.errors.ConfigError`,
+  exit code 2): the listener's port cannot be bound (in use, not permitted);
+  refused before a batch starts (``DimseArchive.check``).
 - :class:`~filmflow.errors.ArchiveUnreachableError` (``transient`` True): no
-  N-ACTION response (timeout or abort), or the listener's port cannot be bound.
+  N-ACTION response (timeout or abort).
 
 Messages carry UIDs, AE titles, ports and status codes only, never patient data.
 
@@ -66,7 +69,7 @@ from pynetdicom.association import Association
 from pynetdicom.status import code_to_category
 
 from filmflow.archive.base import archive_error
-from filmflow.errors import ArchiveError, ArchiveUnreachableError
+from filmflow.errors import ArchiveError, ArchiveUnreachableError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,13 @@ class CommitmentTimeoutError(CommitmentFailedError):
     """No storage commitment report (N-EVENT-REPORT) for a request within ``archive.commitment_timeout_s``."""
 
     code = "commitment_timeout"
+
+
+class CommitmentListenerError(ConfigError):
+    """The listener for commitment reports cannot bind its port (in use by another program, or not permitted)."""
+
+    code = "commitment_listener"
+
 
 @dataclass(frozen=True)
 class SopReference:
@@ -345,8 +355,8 @@ class CommitmentListener:
 
         Raises
         ------
-        ArchiveUnreachableError
-            (transient) the port cannot be bound (in use, not permitted).
+        CommitmentListenerError
+            The port cannot be bound (in use, not permitted).
         """
         if self._server is not None:
             return self
@@ -357,11 +367,10 @@ class CommitmentListener:
                 (self.host, self.port), block=False, evt_handlers=[(evt.EVT_N_EVENT_REPORT, handle_event_report)]
             )
         except OSError as exc:
-            raise archive_error(
-                ArchiveUnreachableError,
-                f"cannot listen for storage commitment reports on {self.host}:{self.port} ({exc.strerror or exc});"
-                " free the port or change archive.commitment_port",
-                transient=True,
+            raise CommitmentListenerError(
+                f"cannot listen for storage commitment reports on {self.host}:{self.port} ({exc.strerror or exc}):"
+                " another program (another filmflow run?) holds the port; free it, or set archive.commitment_port"
+                " to a free port and register that port for our AE title on the archive"
             ) from None
         log.debug("storage commitment listener %s on %s:%d", self.ae_title, self.host, self.port)
         return self
@@ -386,8 +395,8 @@ def acquire_listener(ae_title: str, host: str, port: int) -> CommitmentListener:
 
     Raises
     ------
-    ArchiveUnreachableError
-        (transient) the port cannot be bound.
+    CommitmentListenerError
+        The port cannot be bound.
     """
     with _LISTENERS_LOCK:
         listener = _LISTENERS.get((host, int(port)))

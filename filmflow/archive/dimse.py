@@ -18,7 +18,8 @@ Storage Commitment (``archive.storage_commitment``, PS3.4 Annex J): after
 asks the archive to commit them (one N-ACTION on the query association for all
 the receipts it is given) and waits for the N-EVENT-REPORT on filmflow's
 listener (:mod:`filmflow.archive.commitment`, port ``archive.commitment_port``,
-started with the first request, stopped by :meth:`DimseArchive.close`).
+started by :meth:`DimseArchive.check`, so a port that cannot be bound stops the
+batch before anything is pushed, and stopped by :meth:`DimseArchive.close`).
 ``auto`` falls back to C-FIND (+ C-GET sample) for the rest of the run when the
 archive does not offer commitment or sends no report in time; ``require`` then
 raises :class:`~filmflow.archive.commitment.CommitmentTimeoutError` /
@@ -244,12 +245,17 @@ class DimseArchive(Archive):
 
     # --- check / store ---------------------------------------------------------------------
     def check(self) -> None:
-        """C-ECHO over the (reused) storage association.
+        """Start the commitment listener (when commitment may be asked), then C-ECHO over the (reused) storage association.
 
         Raises
         ------
+        CommitmentListenerError
+            ``archive.commitment_port`` cannot be bound (a
+            :class:`~filmflow.errors.ConfigError`: the batch does not start).
         ArchiveUnreachableError
         """
+        if self._commitment_wanted:
+            self._start_listener()
         with self._lock:
             status = self._association().send_c_echo()
             if "Status" not in status:
@@ -492,8 +498,7 @@ class DimseArchive(Archive):
 
         Raises
         ------
-        ArchiveUnreachableError
-            (transient) the port cannot be bound.
+        CommitmentListenerError
         """
         if self._listener is None:
             cfg = self.config
@@ -529,6 +534,8 @@ class DimseArchive(Archive):
         CommitmentFailedError
             ``require`` and the archive does not offer commitment, refuses the
             request or aborts it (transient: an archive-side setting).
+        CommitmentListenerError
+            The listener's port cannot be bound (when :meth:`check` was not called).
         ArchiveUnreachableError
             The query association cannot be opened.
         """
@@ -542,10 +549,7 @@ class DimseArchive(Archive):
             return self._for_all(receipts, CommitmentOutcome("off", "storage commitment not requested (archive.commitment_port is 0)"))
         if self._commitment_unavailable:
             return self._for_all(receipts, CommitmentOutcome("unsupported", self._commitment_unavailable))
-        try:
-            self._start_listener()
-        except ArchiveUnreachableError as exc:  # our port cannot be bound
-            return self._commitment_unavailable_for(exc, receipts)
+        self._start_listener()
         listen = f"AE {cfg.calling_ae_title!r} at this host, port {cfg.commitment_port}"
         references = [(r.sop_class_uid, r.sop_instance_uid) for r in receipts]
         with self._lock:
