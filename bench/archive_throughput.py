@@ -19,8 +19,10 @@ stores (``DimseArchive.commit`` of all receipts) and waits for Orthanc's
 N-EVENT-REPORT on filmflow's listener; "verify+commit each" is the per-film path
 with ``verify_fraction`` 0 (C-FIND, then N-ACTION and wait for the report, per
 film: ``DimseArchive.verify(retrieve=False)`` then ``DimseArchive.commit([receipt])``
-with ``storage_commitment = "require"``), against "verify each (C-FIND)", the
-same without commitment.
+with ``storage_commitment = "require"``, what ``Pusher.push`` does), against
+"verify each (C-FIND)", the same without commitment; "verify each, commit/round"
+is ``Pusher.push_many``'s path: store + C-FIND per film, then one
+``DimseArchive.commit`` per round of ``flows.push.ROUND_FILMS`` films.
 ``--no-commitment`` leaves them out.
 
 Orthanc runs with ``MaximumPduLength`` 131072 (tests/orthanc_server.py); use
@@ -108,6 +110,25 @@ def run_verify_each(server: OrthancServer, files: list[Path], hashes: dict[Path,
     return time.perf_counter() - t0
 
 
+def run_verify_rounds(server: OrthancServer, files: list[Path], hashes: dict[Path, str]) -> float:
+    """``Pusher.push_many``'s path with verify_fraction 0: C-STORE + C-FIND per film, one commitment request per round."""
+    from flows.push import ROUND_FILMS
+
+    cfg = commitment_config(server)
+    t0 = time.perf_counter()
+    with DimseArchive.from_url(server.dicom_url, cfg) as archive:
+        archive.check()
+        for i in range(0, len(files), ROUND_FILMS):
+            receipts = []
+            for f in files[i:i + ROUND_FILMS]:
+                receipts.append(archive.store(f, pixel_sha256=hashes[f]))
+                archive.verify(receipts[-1], retrieve=False)
+            results = archive.commit(receipts)
+            if not all(isinstance(o, CommitmentOutcome) and o.method == "committed" for o in results.values()):
+                raise SystemExit(f"commitment: {results}")
+    return time.perf_counter() - t0
+
+
 def run_storescu(server: OrthancServer, files: list[Path]) -> float:
     exe = shutil.which("storescu")
     if exe is None:
@@ -157,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
                     ("C-STORE, commit batch", lambda: run_commit_batch(server, files, hashes)),
                     ("verify each (C-FIND)", lambda: run_verify_each(server, files, hashes, commit=False)),
                     ("verify+commit each", lambda: run_verify_each(server, files, hashes, commit=True)),
+                    ("verify each, commit/round", lambda: run_verify_rounds(server, files, hashes)),
                 ]
             for name, run in methods:
                 server.clear()
@@ -166,9 +188,9 @@ def main(argv: list[str] | None = None) -> None:
                     raise SystemExit(f"{name}: Orthanc holds {stored} of {len(files)} instances")
                 results[name] = seconds
         base = results["storescu (dcmtk)"]
-        print(f"{'method':<22} {'seconds':>8} {'inst/s':>8} {'MB/s':>7} {'vs storescu':>12}")
+        print(f"{'method':<26} {'seconds':>8} {'inst/s':>8} {'MB/s':>7} {'vs storescu':>12}")
         for name, seconds in results.items():
-            print(f"{name:<22} {seconds:8.2f} {len(files) / seconds:8.1f} {mb / seconds:7.1f} {base / seconds:11.2f}x")
+            print(f"{name:<26} {seconds:8.2f} {len(files) / seconds:8.1f} {mb / seconds:7.1f} {base / seconds:11.2f}x")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
