@@ -38,7 +38,7 @@ from pipeline.content_skew import estimate_content_skew
 from pipeline.types import Geometry
 
 #: Longest side of the working copy used for segmentation, pixels.
-WORK_SIDE_PX = 600
+WORK_SIDE_PX = 400
 #: A component must cover this fraction of the scan to count as a film.
 MIN_FILM_FRACTION = 0.02
 #: Share of each side (at each end) skipped when sampling edge points (rounded corners).
@@ -699,7 +699,7 @@ def _edges_frame_scan(det: FilmDetection, shape: tuple[int, int]) -> bool:
 
 def _bed_border_fraction(block_means: np.ndarray) -> float:
     """Share of the scan's border ring (2 % of the shorter side of the :func:`_block_means`
-    copy, at most 600 px long) that looks like bare bed: within 15 % of the range below the
+    copy, at most WORK_SIDE_PX long) that looks like bare bed: within 15 % of the range below the
     bright end (99.5th percentile of every 4th pixel) and flat (5x5 local standard deviation
     <= 3 % of the range)."""
     small = block_means
