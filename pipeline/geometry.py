@@ -480,8 +480,11 @@ def _refine_sides(
     base = np.concatenate([sd[1] for sd in live])
     nrm = np.concatenate([np.broadcast_to(sd[3], sd[1].shape) for sd in live])
     pts = base[:, None, :] + k[None, :, None] * nrm[:, None, :]  # (U, K, 2) as (x, y)
-    prof = ndi.map_coordinates(img, [pts[..., 1].ravel(), pts[..., 0].ravel()], order=1, mode="nearest", output=np.float64)
-    prof = ndi.gaussian_filter1d(prof.reshape(pts.shape[:2]), 1.0, axis=1)
+    # bilinear samples (OpenCV: 1/32-px coordinate steps, rounded to the scan's integers; beyond the
+    # scan, its border value)
+    prof = cv2.remap(img, pts[..., 0].astype(np.float32), pts[..., 1].astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
+    prof = ndi.gaussian_filter1d(prof, 1.0, axis=1)
     grad = np.gradient(prof, axis=1)  # outward: film (dark) -> bed (bright) is a rise
     j = np.argmax(grad[:, 1:-1], axis=1) + 1
     g0, g1, g2 = (grad[np.arange(len(j)), j + o] for o in (-1, 0, 1))
