@@ -22,8 +22,13 @@ _SIGMA_SAMPLE_PX = 1_000_000
 _SIGMA_BAND = 64
 #: Up to this many values the median comes from np.partition, beyond from a histogram (same value).
 _SIGMA_PARTITION_PX = 400_000
-#: A pixel is a speck when it differs from its 3x3 median by this many sigmas.
+#: A speck candidate differs from its 3x3 median by more than this many sigmas ...
 SPECK_SIGMAS = 6.0
+#: ... and lies beyond the range of its 8 neighbours by more than this many sigmas and by more
+#: than that range itself (an isolated spike, not a point of a line, an edge or textured anatomy).
+SPECK_ISOLATION_SIGMAS = 3.0
+#: Row and column offsets of the 8 neighbours.
+_NEIGHBOURS = (np.array([-1, -1, -1, 0, 0, 1, 1, 1]), np.array([-1, 0, 1, -1, 1, -1, 0, 1]))
 
 
 def estimate_noise_sigma(image: np.ndarray) -> float:
@@ -100,8 +105,16 @@ def denoise(image: np.ndarray, *, method: Method = "bilateral", strength: float 
 
     Notes
     -----
-    Isolated dust specks (a pixel differing from its 3x3 median by more than
-    :data:`SPECK_SIGMAS` sigmas) are first replaced by that median.
+    Isolated dust specks are first replaced by their 3x3 median: a pixel that
+    differs from that median by more than :data:`SPECK_SIGMAS` sigmas and lies
+    beyond the range (max - min) of its 8 neighbours by more than both
+    :data:`SPECK_ISOLATION_SIGMAS` sigmas and that range. The second condition
+    spares thin lines, edges and textured anatomy, whose neighbours share or
+    bracket the value: the median test alone flagged 0.3 % of the pixels of
+    low-noise films (fine anatomy) and cost them 1.3 dB PSNR (bench/README.md,
+    "Speck repair"). A real one-pixel bright or dark dot on a flat background
+    (e.g. a single-pixel calcification) is indistinguishable from dust here;
+    ``method='off'`` keeps it.
 
     References
     ----------
@@ -131,7 +144,7 @@ def denoise(image: np.ndarray, *, method: Method = "bilateral", strength: float 
     pts = cv2.findNonZero(mask)  # int32 (x, y) points ((K, 1, 2) or (K, 2) by OpenCV version), None when K = 0
     del mask
     pts = np.empty((0, 2), np.intp) if pts is None else pts.reshape(-1, 2)
-    speck = (pts[:, 1], pts[:, 0])
+    speck = _isolated(img, pts[:, 1], pts[:, 0], SPECK_ISOLATION_SIGMAS * sigma)
     if method == "bilateral":
         # the one float copy bilateralFilter needs (it takes 8U or 32F), specks repaired in it
         work = img.astype(np.float32)
@@ -153,3 +166,21 @@ def denoise(image: np.ndarray, *, method: Method = "bilateral", strength: float 
         out = cv2.fastNlMeansDenoising(work, h=h, templateWindowSize=5, searchWindowSize=15)
     vmin, vmax, _, _ = cv2.minMaxLoc(img)
     return np.clip(out, int(vmin), int(vmax)).astype(img.dtype, copy=False)
+
+
+def _isolated(img: np.ndarray, r: np.ndarray, c: np.ndarray, min_gap: float) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates ``(r, c)`` that lie beyond the range of their 8 neighbours (mirrored at
+    the image border, as OpenCV's BORDER_REFLECT_101) by more than ``min_gap`` and by more than
+    that range."""
+    rows, cols = img.shape
+    if r.size == 0 or rows < 2 or cols < 2:
+        return r[:0], c[:0]
+    nr, nc = np.abs(r[:, None] + _NEIGHBOURS[0]), np.abs(c[:, None] + _NEIGHBOURS[1])
+    nr, nc = np.where(nr > rows - 1, 2 * (rows - 1) - nr, nr), np.where(nc > cols - 1, 2 * (cols - 1) - nc, nc)
+    nb = img[nr, nc].astype(np.int64)
+    v = img[r, c].astype(np.int64)
+    lo, hi = nb.min(axis=1), nb.max(axis=1)
+    gap = np.maximum(min_gap, hi - lo)
+    keep = (v - hi > gap) | (lo - v > gap)
+    return r[keep], c[keep]
+
