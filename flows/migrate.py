@@ -147,13 +147,14 @@ def migrate_batch(
     dash = BatchDashboard.from_settings(batch_name, settings, total=len(to_process))  # artifacts, run name/tags
     push = dash.timed_push(pusher.push)
 
-    # films processed in an earlier run whose push did not finish (leased: a concurrent run may push them too)
-    for key in to_push:
-        if ledger.acquire(key, states=PENDING_PUSH):
-            try:
-                push(key)
-            finally:
-                ledger.release(key)
+    # films processed in an earlier run whose push did not finish, pushed in rounds (one storage
+    # commitment request per round; leased: a concurrent run may push them too)
+    resumed = [key for key in to_push if ledger.acquire(key, states=PENDING_PUSH)]
+    try:
+        pusher.push_many(resumed)
+    finally:
+        for key in resumed:
+            ledger.release(key)
 
     def duplicates_of(s: SourceFile) -> tuple[str, ...]:
         # an earlier file of this batch, or any file of another batch, with the same bytes
