@@ -204,7 +204,7 @@ def run_content(n: int) -> None:
           + f" (most common: {srcs[0]})")
     held = sum(r[2] in ("none", "no film found") for r in rec)
     loose = sum(r[1] is not None and abs(r[1]) > 0.5 for r in rec)
-    print(f"straighten path held by QC for its skew (skew_unmeasured: source none; film_not_found): {held}/{n}; "
+    print(f"straighten path held by QC for its skew (source none: no_bed_visible / skew_unmeasured; film_not_found): {held}/{n}; "
           f"given an angle > 0.5 deg off (not held for their skew): {loose}")
     both = [(r[0], r[4]) for r in rec if r[0] is not None]
     if both:

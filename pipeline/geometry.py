@@ -616,8 +616,8 @@ def find_film_or_content(image: np.ndarray, *, min_confidence: float, max_angle_
         (:data:`FRAME_MIN_SIDES` or more measured, a rectangle within
         :data:`FRAME_SQUARE_DEG`, every side within :data:`FRAME_BORDER_FRACTION`
         of its scan border); otherwise the whole scan with ``skew_source``
-        ``none`` and skew 0 (no rotation rather than a wrong one; QC holds it,
-        ``skew_unmeasured``).
+        ``none`` and skew 0 (no rotation rather than a wrong one; QC holds it:
+        ``no_bed_visible`` for the whole scan, ``skew_unmeasured`` otherwise).
 
     Raises
     ------
@@ -637,7 +637,7 @@ def find_film_or_content(image: np.ndarray, *, min_confidence: float, max_angle_
         content = content_detection(img, min_confidence=min_confidence, max_angle_deg=max_angle_deg)
         if content.skew_source == "none":
             # the content cannot tell: keep only edges that frame the scan (anatomy passes for
-            # one or two "edges" at any angle); else no rotation, and QC holds it (skew_unmeasured)
+            # one or two "edges" at any angle); else no rotation, and QC holds it (no_bed_visible)
             return det if _edges_frame_scan(det, img.shape) else dataclasses.replace(content, film_count=det.film_count)
         if det.sides_measured >= 3 and abs(content.skew_deg - det.skew_deg) <= EDGES_CONTENT_AGREE_DEG:
             return det  # three or more film edges agree with the content
