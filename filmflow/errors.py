@@ -101,6 +101,10 @@ class FilmNotFoundError(FilmError):
     code = "film_not_found"
 
 
+class BlankScanError(FilmNotFoundError):
+    """The scan has no contrast at all (nothing on the bed, or the scanner saw nothing)."""
+
+
 class OCRError(FilmError):
     """Tesseract failed or timed out on a label."""
 

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-from filmflow.errors import FilmNotFoundError
+from filmflow.errors import BlankScanError, FilmNotFoundError
 from pipeline.content_skew import estimate_content_skew
 from pipeline.types import Geometry
 
@@ -152,7 +152,7 @@ def _find_film(img: np.ndarray, block_means: np.ndarray, s: int) -> FilmDetectio
     low_contrast = hi - lo < 0.0015 * np.iinfo(img.dtype).max
     full_scale = 255.0 if img.dtype == np.uint8 else (max(cv2.minMaxLoc(img)[1], 1.0) if low_contrast else 0.0)
     if hi - lo < 0.03 * max(hi, 0.05 * full_scale):
-        raise FilmNotFoundError("scan is blank (no contrast): no film on the bed; check the scanner and rescan")
+        raise BlankScanError("scan is blank (no contrast): no film on the bed; check the scanner and rescan")
 
     ring_w = max(2, min(small.shape) // 100)
     ry, rx = _ring_coords(small.shape, ring_w)
@@ -623,7 +623,10 @@ def find_film_or_content(image: np.ndarray, *, min_confidence: float, max_angle_
     ------
     FilmNotFoundError
         As :func:`find_film` when it found no film and the content has no
-        dominant direction either (a blank scan, a bare bed).
+        dominant direction either, on a blank scan (:class:`BlankScanError`) or
+        a scan whose border is mostly bare bed (a bed with only specks on it).
+        A scan with no bed on its border is a film filling the frame: it is
+        returned whole with ``skew_source`` ``none``, not refused.
     """
     img = _check_image(image)
     block_means, s = _block_means(img)
@@ -643,7 +646,11 @@ def find_film_or_content(image: np.ndarray, *, min_confidence: float, max_angle_
             return det  # three or more film edges agree with the content
         return dataclasses.replace(content, film_count=det.film_count)
     content = content_detection(img, min_confidence=min_confidence, max_angle_deg=max_angle_deg)
-    if content.skew_source == "none" and missed is not None:
+    if content.skew_source == "none" and missed is not None and (
+        isinstance(missed, BlankScanError) or _bed_border_fraction(block_means) >= BED_BORDER_MIN
+    ):
+        # a blank scan, or a bed with no film-sized region on it; with no bed on the border the
+        # scan is a film filling the frame, left unrotated for review (no_bed_visible)
         raise missed
     return content if det is None else dataclasses.replace(content, film_count=det.film_count)
 

@@ -9,6 +9,7 @@ and plain drawn rectangles for the sign convention. All seeds fixed.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from filmflow.errors import FilmNotFoundError
+from filmflow.errors import BlankScanError, FilmNotFoundError
 from filmflow.synth import make_film_scan
 from pipeline.geometry import estimate_skew, find_film, straighten
 from pipeline.polarity import detect_inverted, invert
@@ -176,6 +177,30 @@ def test_noisy_blank_bed():
     bed = np.clip(rng.normal(3900, 30, (400, 400)), 0, 4095).astype(np.uint16)
     with pytest.raises(FilmNotFoundError):
         find_film(bed)
+
+
+def test_film_filling_the_scan_without_direction_is_returned_whole():
+    """A bed-less film whose anatomy forms no film-sized region and gives no content direction
+    (eval film 27, cropped inside its edges; tests/data/content_skew/SOURCES.md) is the whole scan,
+    unrotated (skew source none: QC holds it for review as no_bed_visible), not "no film found";
+    a bare bed with specks and a blank scan are still refused."""
+    from pipeline.geometry import find_film_or_content
+
+    crop = np.asarray(Image.open(Path(__file__).parent / "data" / "content_skew" / "bedless_no_direction.png"))
+    with pytest.raises(FilmNotFoundError, match="film-sized"):
+        find_film(crop)  # the edge detector alone sees no film
+    det = find_film_or_content(crop, min_confidence=0.12)
+    assert det.skew_source == "none" and det.skew_deg == 0.0 and det.touches_bed_edge
+    rows, cols = crop.shape
+    assert det.quad == ((0.0, 0.0), (cols - 1.0, 0.0), (cols - 1.0, rows - 1.0), (0.0, rows - 1.0))
+
+    rng = np.random.default_rng(3)
+    bed = np.clip(rng.normal(3900, 30, (400, 400)), 0, 4095).astype(np.uint16)
+    bed[200:203, 100:103] = 500  # a speck on a bare bed
+    with pytest.raises(FilmNotFoundError):
+        find_film_or_content(bed, min_confidence=0.12)
+    with pytest.raises(BlankScanError):
+        find_film_or_content(np.full((300, 300), 2000, np.uint16), min_confidence=0.12)
 
 
 def test_skew_beyond_limit(radiograph):
