@@ -18,9 +18,11 @@ Steps (each a plain function):
 3. :func:`pipeline.ocr.ocr_boxes` then :func:`pipeline.label_fields.parse_label`; the
    180 degree turn is read too only when that reading is not plausible.
 4. :func:`reread_tokens` -- the words of the ID, dates and accession number are cut
-   out, rescaled and lightly blurred, binarised dark and light, and -- when they hold
-   dotted zeros -- binarised with the dots erased (a zero then reads as 0, not 6 or 8),
-   read again in one Tesseract run, and voted on; doubt lowers the field's confidence.
+   out (a quote mark read at their ends, a speck, whitened), rescaled and lightly blurred,
+   binarised dark and light, and -- when they hold dotted zeros -- binarised with the dots
+   erased (a zero then reads as 0, not 6 or 8; the dark and light binarisations leave the
+   dots out too), read again in one Tesseract run, and voted on; doubt lowers the field's
+   confidence.
 
 The film is never modified; crops are copies.
 """
@@ -476,6 +478,9 @@ REREAD_VARIANTS = ((30, 1.0 / 30), (40, 1.0 / 30))
 #: level (2nd percentile) to the background (90th percentile), at capital height
 #: :data:`_UNDOT_CAP`. A dark and a light threshold thin and thicken the strokes, so a
 #: misread that depends on stroke weight (8 read as 6 at 100 DPI) shows up as a split vote.
+#: The dots of dotted zeros (:func:`_dot_holes`) are left out of both: the light threshold
+#: thickens a dot into a bar across its ring, read 6 or 66 on every such zero (the Courier and
+#: DejaVu Sans Mono sample labels: ``1970-08-01`` read ``1976-68-61``).
 REREAD_THRESHOLDS = (0.35, 0.65)
 #: Dark thresholds (fraction of the way from ink, 2nd percentile, to background, 90th percentile,
 #: of the token crop) of the dot-free re-reading (:func:`_undot`); the one that sets the most
@@ -541,9 +546,33 @@ def _undot(crop: np.ndarray, frac: float) -> tuple[np.ndarray, list[float]]:
     return out, xs
 
 
+def _dot_holes(crop: np.ndarray, frac: float) -> np.ndarray:
+    """Mask of the inside of every hole that holds ink (the dot of a dotted zero), as
+    :func:`_undot` finds them at threshold ``frac``; the ink bordering the hole is not in it.
+
+    Returns
+    -------
+    ndarray of shape (M, N), bool
+    """
+    lo, hi = np.percentile(crop, (2, 90))
+    ink = (crop < lo + frac * max(hi - lo, 1.0)).astype(np.uint8)
+    cnts, hier = cv2.findContours(ink, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
+    fill = np.zeros(crop.shape, np.uint8)
+    border = np.zeros(crop.shape, np.uint8)
+    if hier is not None:
+        h = hier[0]
+        for i in range(len(cnts)):
+            hole = h[i][3]
+            if hole >= 0 and h[hole][3] >= 0 and h[h[hole][3]][3] < 0:  # ink in a hole of top-level ink
+                cv2.drawContours(fill, cnts, hole, 1, -1)
+                cv2.drawContours(border, cnts, hole, 1, 1)  # a hole's border is the ring's inner edge
+    return (fill > 0) & (border == 0)
+
+
 def _token_sheet(img: np.ndarray, boxes: list[tuple[int, int, int, int]]):
     """Stack every variant of every token crop of ``img`` on one white sheet, one per row,
-    well apart: the :data:`REREAD_VARIANTS`, the :data:`REREAD_THRESHOLDS` binarisations,
+    well apart: the :data:`REREAD_VARIANTS`, the :data:`REREAD_THRESHOLDS` binarisations
+    (without the dots of dotted zeros, :func:`_dot_holes`, when the token has some),
     then the dot-free variant (:func:`_undot`) when the token has a dotted zero. Returns
     (sheet uint8, rows: list of (token index, row0, row1, dots)); ``dots`` is None but for
     the dot-free row: (the erased dots' columns, first and last ink column), in its pixels."""
@@ -568,11 +597,18 @@ def _token_sheet(img: np.ndarray, boxes: list[tuple[int, int, int, int]]):
         s = _UNDOT_CAP / TARGET_CAP_PX
         big = np.clip(cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
         lo, hi = np.percentile(big, (2, 90))
+        n, neg = max(((len(_undot(big, frac)[1]), -i) for i, frac in enumerate(UNDOT_THRESHOLDS)), key=lambda e: e)
+        # the dots of dotted zeros, where found, are kept out of the binarised variants: the light
+        # threshold thickens a dot into a bar across the ring (read 6, 8 or 66), which is the dot's
+        # misread, not the stroke-weight doubt these variants are there to show
+        holes = _dot_holes(big, UNDOT_THRESHOLDS[-neg]) if n else None
         for frac in REREAD_THRESHOLDS:
-            put(t, np.where(big < lo + frac * max(hi - lo, 1.0), 0, 255).astype(np.uint8), _UNDOT_CAP, None)
-        n, v = max(((len(_undot(big, frac)[1]), -i) for i, frac in enumerate(UNDOT_THRESHOLDS)), key=lambda e: e)
+            v = np.where(big < lo + frac * max(hi - lo, 1.0), 0, 255).astype(np.uint8)
+            if holes is not None:
+                v[holes] = 255
+            put(t, v, _UNDOT_CAP, None)
         if n:
-            v, xs = _undot(big, UNDOT_THRESHOLDS[-v])
+            v, xs = _undot(big, UNDOT_THRESHOLDS[-neg])
             cols = np.flatnonzero((v == 0).any(axis=0))
             put(t, v, _UNDOT_CAP, (tuple(xs), float(cols[0]), float(cols[-1] + 1)))
     width = max(v.shape[1] for _, v in pieces) + 2 * gap
@@ -580,6 +616,36 @@ def _token_sheet(img: np.ndarray, boxes: list[tuple[int, int, int, int]]):
     for yy, v in pieces:
         sheet[yy:yy + v.shape[0], gap:gap + v.shape[1]] = v
     return sheet, rows
+
+
+#: Marks that are never part of an identifier or a date: one read at either end of such a
+#: value's words is a speck or scratch beside it, whitened in the re-read crops.
+_STRAY_MARKS = frozenset("'\"`")
+
+
+def _erase_stray_marks(img: np.ndarray, words: Sequence[BoxedWord]) -> np.ndarray:
+    """``img``, or a copy of it with the boxes of the :data:`_STRAY_MARKS` symbols that lead
+    or trail ``words`` (a value's words) whitened, the boxes of their other symbols kept.
+
+    A speck next to a date is read as an apostrophe glued to it (``2019-04-02'``), which
+    Tesseract scores near 0 as a word however sure it is of the digits; it is erased so
+    the re-readings read the value alone. Needs the words' symbols (the tesserocr engine);
+    without them ``img`` is returned as it is.
+    """
+    syms = [sym for w in words for sym in w.symbols]
+    a, b = 0, len(syms)
+    while a < b and syms[a][0] in _STRAY_MARKS:
+        a += 1
+    while b > a and syms[b - 1][0] in _STRAY_MARKS:
+        b -= 1
+    if a == b or (a == 0 and b == len(syms)):  # nothing but marks, or no stray mark
+        return img
+    out = img.copy()
+    for _, (r0, c0, r1, c1) in syms[:a] + syms[b:]:
+        out[r0:r1, c0:c1] = 255
+    for _, (r0, c0, r1, c1) in syms[a:b]:
+        out[r0:r1, c0:c1] = img[r0:r1, c0:c1]
+    return out
 
 
 #: Fields whose value is one word: a re-read crop of one is joined into a single word.
@@ -679,7 +745,8 @@ def reread_tokens(
         ``fields`` with each of :data:`REREAD_FIELDS` whose key was found replaced by the
         vote over the first reading and the :data:`REREAD_VARIANTS` of its value crop
         (rescaled, lightly blurred, read in one Tesseract run as a sheet of single
-        lines). A value the first reading missed may be found; when the readings
+        lines; quote marks read at the ends of its words are whitened first,
+        :func:`_erase_stray_marks`). A value the first reading missed may be found; when the readings
         disagree the confidence drops (see :func:`_vote`), so QC sends the film to review
         instead of trusting a guess.
     """
@@ -692,6 +759,7 @@ def reread_tokens(
     boxes = []
     for kw in todo:
         li, a, b = spans[kw]
+        img = _erase_stray_marks(img, boxed[li][a:b])
         bs = [bw.box for bw in boxed[li][a:b]]
         r0, c0 = min(x[0] for x in bs) - mh, min(x[1] for x in bs) - mw
         r1, c1 = max(x[2] for x in bs) + mh, max(x[3] for x in bs) + mw

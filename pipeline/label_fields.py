@@ -163,7 +163,7 @@ def parse_ocr_date(text: str, *, date_order: str = "MDY", pivot: int = 30) -> st
 
 
 def _parse_date(text: str, date_order: str, pivot: int) -> str:
-    s = text.replace(",", " ").strip().strip(".;:")
+    s = text.replace(",", " ").strip().strip(".;:'\"`")  # a quote mark beside a date: a speck
     s = re.sub(r"\s*([./-])\s*", r"\1", s)  # "02 - APR - 2019" -> "02-APR-2019"
     parts = [p for p in re.split(r"[\s./-]+", s) if p]
     if not parts:

@@ -184,10 +184,13 @@ def _api(config: OCRConfig):
 @dataclass(frozen=True)
 class BoxedWord:
     """A word read by Tesseract and where it is: ``box`` (row0, col0, row1, col1), half-open,
-    in the pixels of the image that was read."""
+    in the pixels of the image that was read; ``symbols`` its characters, each with its box
+    (same convention), in reading order -- given by the tesserocr engine only (empty with
+    pytesseract, whose ``image_to_data`` stops at words)."""
 
     word: OcrWord
     box: tuple[int, int, int, int]
+    symbols: tuple[tuple[str, tuple[int, int, int, int]], ...] = ()
 
 
 def _limit_threads() -> None:
@@ -286,21 +289,41 @@ def _boxes_tesserocr(image: np.ndarray, *, config: OCRConfig, psm: int, whitelis
     ril = tesserocr.RIL
     ri = api.GetIterator()
     if ri is not None:
-        for w in tesserocr.iterate_level(ri, ril.WORD):
-            if w.IsAtBeginningOf(ril.TEXTLINE) or not lines:
-                lines.append([])
+        # symbol by symbol: a word is taken at its first symbol, its symbols' boxes gathered after
+        word: tuple[OcrWord, tuple[int, int, int, int]] | None = None
+        symbols: list[tuple[str, tuple[int, int, int, int]]] = []
+
+        def flush() -> None:
+            if word is not None:
+                lines[-1].append(BoxedWord(word[0], word[1], tuple(symbols)))
+
+        for sym in tesserocr.iterate_level(ri, ril.SYMBOL):
+            if sym.IsAtBeginningOf(ril.WORD):
+                flush()
+                word, symbols = None, []
+                if sym.IsAtBeginningOf(ril.TEXTLINE) or not lines:
+                    lines.append([])
+                try:
+                    text = (sym.GetUTF8Text(ril.WORD) or "").strip()
+                except RuntimeError:  # tesserocr: "No text returned" (an empty page)
+                    continue
+                conf = float(sym.Confidence(ril.WORD))
+                bb = sym.BoundingBox(ril.WORD)
+                if not text or conf < 0 or bb is None:
+                    continue
+                x0, y0, x1, y1 = (int(v) for v in bb)
+                word = (OcrWord(text, conf), (y0, x0, y1, x1))
+            if word is None:
+                continue
             try:
-                text = (w.GetUTF8Text(ril.WORD) or "").strip()
-            except RuntimeError:  # tesserocr: "No text returned" (an empty page)
+                ch = sym.GetUTF8Text(ril.SYMBOL) or ""
+            except RuntimeError:
                 continue
-            conf = float(w.Confidence(ril.WORD))
-            if not text or conf < 0:
-                continue
-            bb = w.BoundingBox(ril.WORD)
-            if bb is None:
-                continue
-            x0, y0, x1, y1 = (int(v) for v in bb)
-            lines[-1].append(BoxedWord(OcrWord(text, conf), (y0, x0, y1, x1)))
+            bb = sym.BoundingBox(ril.SYMBOL)
+            if ch.strip() and bb is not None:
+                x0, y0, x1, y1 = (int(v) for v in bb)
+                symbols.append((ch.strip(), (y0, x0, y1, x1)))
+        flush()
     api.Clear()
     return [ln for ln in lines if ln]
 

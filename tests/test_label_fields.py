@@ -203,3 +203,16 @@ def test_value_spans_index_the_original_words():
 
 def test_value_spans_key_without_value():
     assert "PatientID" not in value_spans([line("ID: DOB: 1956-03-14")], config=OCRConfig())
+
+
+def test_date_with_a_quote_mark_beside_it():
+    """A speck beside a date is read as a quote mark glued to it (sample film_01:
+    ``2019-04-02'``); no date holds one, so the date is read without it."""
+    from pipeline.label_fields import parse_ocr_date
+
+    assert parse_ocr_date("2019-04-02'") == "20190402"
+    assert parse_date('"11/02/1978', date_order="MDY") == "19781102"
+    cfg = OCRConfig()
+    f = parse_label([OcrLine((OcrWord("DATE:", 93.0), OcrWord("2019-04-02'", 0.0), OcrWord("ACC:", 93.0),
+                              OcrWord("A1234567", 90.0)))], config=cfg)
+    assert f["StudyDate"].value == "20190402" and f["StudyDate"].confidence == 0.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -120,3 +121,48 @@ def test_low_dpi_identifier_split_in_the_reread_is_joined(i):
     for kw in ("PatientID", "AccessionNumber"):
         if kw in truth:
             assert r.value(kw) == truth[kw], kw
+
+
+@pytest.mark.parametrize("engine", ["tesserocr", "pytesseract"])
+def test_light_binarisation_without_the_dots_reads_zeros(engine):
+    """The dot-holding holes of DejaVu Sans Mono Bold's zeros, erased from a light (thick)
+    binarisation of a slightly blurred token, leave rings that read 0 (the light threshold
+    turns each dot into a bar across its ring otherwise); 6, 8 and 9 keep their ink, and a
+    plain-zero font has no such hole."""
+    from pipeline.label import _dot_holes
+
+    assert not _dot_holes(_u8("06890089", "sans"), 0.3).any()
+    img = cv2.GaussianBlur(_u8("06890089", "mono", cap=40).astype(np.float32), (0, 0), 1.5)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    holes = _dot_holes(img, 0.3)
+    lo, hi = np.percentile(img, (2, 90))
+    light = np.where(img < lo + 0.65 * (hi - lo), 0, 255).astype(np.uint8)
+    n_dots = cv2.connectedComponents(holes.astype(np.uint8))[0] - 1
+    assert n_dots == 3
+    light[holes] = 255
+    words = [w.text for ln in ocr_lines(light, config=OCRConfig(engine=engine), whitelist=WL) for w in ln.words]
+    assert "06890089" in words
+
+
+def test_stray_marks_at_a_value_s_ends_are_whitened():
+    """A quote mark read at either end of a value's words (a speck) is whitened in the
+    re-read image, the other symbols' pixels kept; without symbols (pytesseract) or without
+    such a mark the image is returned unchanged."""
+    from pipeline.label import _erase_stray_marks
+    from pipeline.ocr import BoxedWord
+    from pipeline.types import OcrWord
+
+    img = np.full((40, 120), 255, np.uint8)
+    img[10:30, 10:20] = 0   # "2"
+    img[10:30, 22:32] = 0   # "0"
+    img[8:14, 33:36] = 0    # the speck, its box touching the "0"'s
+    syms = (("2", (10, 10, 30, 20)), ("0", (10, 22, 30, 33)), ("'", (8, 32, 14, 36)))
+    word = BoxedWord(OcrWord("20'", 0.0), (8, 10, 30, 36), syms)
+    out = _erase_stray_marks(img, [word])
+    assert out is not img and (img[8:14, 33:36] == 0).all()  # the input is not modified
+    assert (out[8:14, 33:36] == 255).all()
+    assert np.array_equal(out[:, :33], img[:, :33])
+    assert _erase_stray_marks(img, [BoxedWord(OcrWord("20'", 0.0), word.box)]) is img
+    assert _erase_stray_marks(img, [BoxedWord(OcrWord("20", 90.0), word.box, syms[:2])]) is img
+    only = BoxedWord(OcrWord("''", 0.0), word.box, (("'", (8, 32, 14, 36)), ("'", (8, 36, 14, 40))))
+    assert _erase_stray_marks(img, [only]) is img
