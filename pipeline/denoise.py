@@ -27,8 +27,11 @@ SPECK_SIGMAS = 6.0
 #: ... and lies beyond the range of its 8 neighbours by more than this many sigmas and by more
 #: than that range itself (an isolated spike, not a point of a line, an edge or textured anatomy).
 SPECK_ISOLATION_SIGMAS = 3.0
-#: Row and column offsets of the 8 neighbours.
+#: Row and column offsets of the 8 neighbours, and the 3x3 kernel of them (centre excluded).
 _NEIGHBOURS = (np.array([-1, -1, -1, 0, 0, 1, 1, 1]), np.array([-1, 0, 1, -1, 1, -1, 0, 1]))
+_RING = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=np.uint8)
+#: Above one candidate in this many pixels, the neighbours' range comes from whole-image morphology.
+_MORPHOLOGY_SHARE = 100
 
 
 def estimate_noise_sigma(image: np.ndarray) -> float:
@@ -175,12 +178,36 @@ def _isolated(img: np.ndarray, r: np.ndarray, c: np.ndarray, min_gap: float) -> 
     rows, cols = img.shape
     if r.size == 0 or rows < 2 or cols < 2:
         return r[:0], c[:0]
-    nr, nc = np.abs(r[:, None] + _NEIGHBOURS[0]), np.abs(c[:, None] + _NEIGHBOURS[1])
-    nr, nc = np.where(nr > rows - 1, 2 * (rows - 1) - nr, nr), np.where(nc > cols - 1, 2 * (cols - 1) - nc, nc)
-    nb = img[nr, nc].astype(np.int64)
-    v = img[r, c].astype(np.int64)
-    lo, hi = nb.min(axis=1), nb.max(axis=1)
-    gap = np.maximum(min_gap, hi - lo)
-    keep = (v - hi > gap) | (lo - v > gap)
-    return r[keep], c[keep]
+    r, c = r.astype(np.intp, copy=False), c.astype(np.intp, copy=False)
+    if r.size * _MORPHOLOGY_SHARE > img.size:
+        # many candidates (fine texture at low noise): max / min of the 8 neighbours over the whole
+        # image (two OpenCV passes, ~0.2 ms per Mpx each) beat gathering 8 values per candidate
+        hi = cv2.dilate(img, _RING, borderType=cv2.BORDER_REFLECT_101)[r, c]
+        lo = cv2.erode(img, _RING, borderType=cv2.BORDER_REFLECT_101)[r, c]
+        return _beyond(img[r, c], lo, hi, min_gap, r, c)
+    lo = np.empty(r.size, dtype=img.dtype)
+    hi = np.empty(r.size, dtype=img.dtype)
+    inner = (r > 0) & (r < rows - 1) & (c > 0) & (c < cols - 1)
+    # inside: the neighbours by flat offsets, one gather (the many candidates of a low-noise film)
+    flat = np.ascontiguousarray(img).ravel()
+    offsets = _NEIGHBOURS[0] * cols + _NEIGHBOURS[1]
+    nb = flat[(r[inner] * cols + c[inner])[:, None] + offsets]
+    lo[inner], hi[inner] = nb.min(axis=1), nb.max(axis=1)
+    # on the border: the mirrored neighbours
+    edge = ~inner
+    if edge.any():
+        nr, nc = np.abs(r[edge, None] + _NEIGHBOURS[0]), np.abs(c[edge, None] + _NEIGHBOURS[1])
+        nr, nc = np.where(nr > rows - 1, 2 * (rows - 1) - nr, nr), np.where(nc > cols - 1, 2 * (cols - 1) - nc, nc)
+        nb = img[nr, nc]
+        lo[edge], hi[edge] = nb.min(axis=1), nb.max(axis=1)
+    return _beyond(img[r, c], lo, hi, min_gap, r, c)
 
+
+def _beyond(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, min_gap: float, r: np.ndarray, c: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(r, c)`` whose value ``v`` lies above ``hi`` or below ``lo`` by more than
+    ``max(min_gap, hi - lo)``."""
+    v64, lo64, hi64 = v.astype(np.int64), lo.astype(np.int64), hi.astype(np.int64)
+    gap = np.maximum(min_gap, hi64 - lo64)
+    keep = (v64 - hi64 > gap) | (lo64 - v64 > gap)
+    return r[keep], c[keep]
