@@ -67,8 +67,11 @@ EXPECTED: dict[str, tuple[str | tuple[str, ...] | None, str | tuple[str, ...]]] 
     "photo_of_screen.jpg": ("flagged", ("no_bed_visible", "label_not_found")),
     # 8 significant bits in a 16-bit container: bits_stored is clamped to >= 12, so QC sees a near-blank image
     "sixteen_bit_8_used.tif": (("flagged", "failed"), ("blank", "low_dynamic_range")),
-    # a readable film (label too small to read at 60 dpi): the path itself causes no error
-    "path with spaces/Fïlm ñame çopy.png": ("flagged", ("label_not_found", "missing_PatientID")),
+    # a readable film whose label, at 60 dpi, is read (all five fields right with tesserocr since the
+    # denoiser stopped taking one-pixel strokes for dust) but with low confidence, or not at all with
+    # another engine: held either way; the path itself causes no error
+    "path with spaces/Fïlm ñame çopy.png": ("flagged", ("label_not_found", "missing_PatientID", "low_confidence_StudyDate",
+                                                          "low_confidence_PatientBirthDate", "low_confidence_AccessionNumber")),
     # made at run time by add_special()
     "fifo.tif": ("failed", "unreadable_scan"),
     "device_link.tif": ("failed", "unreadable_scan"),
