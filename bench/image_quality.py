@@ -254,12 +254,12 @@ def run_specks(n: int) -> None:
     (median, min) and pixels repaired per 512 x 512 centre patch, on every film of the set."""
     import math
 
-    from pipeline.denoise import SPECK_ISOLATION_SIGMAS, SPECK_SIGMAS, _isolated
+    from pipeline.denoise import SPECK_SIGMAS, _specks
 
     def bilateral(x, s, rule):
         med = cv2.medianBlur(x, 3)
         cand = np.nonzero(cv2.absdiff(x, med) > math.floor(SPECK_SIGMAS * s))
-        r, c = cand if rule == "median only" else _isolated(x, *cand, SPECK_ISOLATION_SIGMAS * s) if rule == "filmflow" else (cand[0][:0], cand[1][:0])
+        r, c = cand if rule == "median only" else _specks(x, med, s) if rule == "filmflow" else (cand[0][:0], cand[1][:0])
         w = x.astype(np.float32)
         w[r, c] = med[r, c]
         y = cv2.bilateralFilter(w, d=5, sigmaColor=2.0 * s, sigmaSpace=1.5)

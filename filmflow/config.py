@@ -65,6 +65,11 @@ class DenoiseConfig(_Section):
 
     method: Literal["bilateral", "nlmeans", "off"] = "bilateral"
     strength: float = Field(1.0, ge=0, le=5, description="multiplier of the estimated noise sigma")
+    despeckle: bool = Field(
+        True,
+        description="repair isolated one-pixel dust specks before filtering; false keeps every spot "
+        "(a one-pixel calcification cannot be told from dust)",
+    )
 
 
 class OCRConfig(_Section):

@@ -174,7 +174,8 @@ def _process(
 
     undenoised = film  # the label-kind test compares grain, which denoising removes
     with timer("denoise"):
-        film = denoise_mod.denoise(film, method=settings.denoise.method, strength=settings.denoise.strength)
+        film = denoise_mod.denoise(film, method=settings.denoise.method, strength=settings.denoise.strength,
+                                   despeckle=settings.denoise.despeckle)
     record.update(phash=qc_phash.film_phash(film), polarity_margin=round(polarity_margin, 3),
                   residual_skew_deg=None if residual_skew is None else round(residual_skew, 3))
 
@@ -261,13 +262,15 @@ def _process(
             root=settings.dicom.uid_root, sha256=scan.sha256, patient_id=header["PatientID"],
             study_date=header["StudyDate"], accession_number=header["AccessionNumber"], batch_name=batch_name,
         )
-        steps = [f"deskew {geom.skew_deg:+.2f} deg", f"crop to film {geom.crop_shape[1]}x{geom.crop_shape[0]}"]
+        steps = [f"deskew {geom.skew_deg:+.2f} deg" if abs(geom.skew_deg) >= geometry.MIN_ROTATION_DEG
+                 else "not deskewed", f"crop to film {geom.crop_shape[1]}x{geom.crop_shape[0]}"]
         if geom.rotation_k:
             steps.append(f"turned {90 * geom.rotation_k} deg counter-clockwise")
         if inverted:
             steps.append("polarity inverted")
         if settings.denoise.method != "off":
-            steps.append(f"denoise {settings.denoise.method} x{settings.denoise.strength:g}")
+            steps.append(f"denoise {settings.denoise.method} x{settings.denoise.strength:g}"
+                         + ("" if settings.denoise.despeckle else ", no speck repair"))
         ds = dicom_film.build_film_dataset(
             film, bits_stored=scan.bits_stored, pixel_spacing_mm=scan.pixel_spacing_mm, header=header,
             uids=film_uids, config=settings.dicom, skew_deg=geom.skew_deg,

@@ -37,6 +37,9 @@ from filmflow.errors import BlankScanError, FilmNotFoundError
 from pipeline.content_skew import estimate_content_skew
 from pipeline.types import Geometry
 
+#: Skews below this are not corrected, degrees: 0.01 deg moves the far corner of a 3000-px film by
+#: half a pixel, while a bicubic resampling softens every pixel of it.
+MIN_ROTATION_DEG = 0.01
 #: Longest side of the working copy used for segmentation, pixels.
 WORK_SIDE_PX = 400
 #: A component must cover this fraction of the scan to count as a film.
@@ -285,7 +288,10 @@ def straighten(
     -------
     film : ndarray of shape (R, C), same dtype as ``image``
         The straightened film. Bicubic interpolation, clipped to the input's own
-        [min, max] so that no value leaves the scanner's range.
+        [min, max] so that no value leaves the scanner's range. A skew below
+        :data:`MIN_ROTATION_DEG` is not corrected: the film is cropped from the
+        scan as it lies, with no resampling (a bed-less scan left unrotated is
+        returned as it is, pixel for pixel).
     geometry : Geometry
         ``rotation_k`` 0 and ``orientation_decided`` False: orientation is
         decided later, from the label.
@@ -317,23 +323,32 @@ def straighten(
     top, bottom = (qr[0, 1] + qr[1, 1]) / 2, (qr[2, 1] + qr[3, 1]) / 2
     left, right = (qr[0, 0] + qr[3, 0]) / 2, (qr[1, 0] + qr[2, 0]) / 2
     # keep pixels whose centre lies inside the film edge (the 50 % transition)
-    r0, r1 = math.ceil(top - margin_px), math.floor(bottom + margin_px) + 1
-    c0, c1 = math.ceil(left - margin_px), math.floor(right + margin_px) + 1
+    # (pixel centres within _GRID_TOL of an integer count as on it: at 0 degrees the rotated corners
+    # are the scan's own, up to rounding, and must give the scan's own size)
+    r0, r1 = _ceil(top - margin_px), _floor(bottom + margin_px) + 1
+    c0, c1 = _ceil(left - margin_px), _floor(right + margin_px) + 1
     if det.skew_source == "content":
         # the whole scan rotated: expand the canvas to its bounding box (no corner cut)
-        r0, c0 = math.floor(qr[:, 1].min()), math.floor(qr[:, 0].min())
-        r1, c1 = math.ceil(qr[:, 1].max()) + 1, math.ceil(qr[:, 0].max()) + 1
+        r0, c0 = _floor(qr[:, 1].min()), _floor(qr[:, 0].min())
+        r1, c1 = _ceil(qr[:, 1].max()) + 1, _ceil(qr[:, 0].max()) + 1
     elif det.touches_bed_edge:
         # never extend the crop beyond the rotated scan itself
         box = np.array([[0, 0], [cols - 1, 0], [cols - 1, rows - 1], [0, rows - 1]], dtype=np.float64) @ m[:, :2].T + m[:, 2]
-        r0, c0 = max(r0, math.ceil(box[:, 1].min())), max(c0, math.ceil(box[:, 0].min()))
-        r1, c1 = min(r1, math.floor(box[:, 1].max()) + 1), min(c1, math.floor(box[:, 0].max()) + 1)
+        r0, c0 = max(r0, _ceil(box[:, 1].min())), max(c0, _ceil(box[:, 0].min()))
+        r1, c1 = min(r1, _floor(box[:, 1].max()) + 1), min(c1, _floor(box[:, 0].max()) + 1)
     if r1 - r0 < 2 or c1 - c0 < 2:
         raise FilmNotFoundError("film region is degenerate after straightening; check the scan")
     m_crop = m.copy()
     m_crop[:, 2] -= (c0, r0)
     fill = float(np.clip(round(det.bed_level), 0, np.iinfo(img.dtype).max))
-    if abs(det.skew_deg) < 1e-4 and not det.touches_bed_edge and r0 >= 0 and c0 >= 0 and r1 <= rows and c1 <= cols:
+    if abs(det.skew_deg) < MIN_ROTATION_DEG:
+        # no rotation (a straight film, a bed-less scan left unrotated, or a skew too small to be
+        # worth a resampling): the crop of the unrotated quad's box, no interpolation
+        r0, c0 = max(0, _ceil(q[:, 1].min() - margin_px)), max(0, _ceil(q[:, 0].min() - margin_px))
+        r1, c1 = min(rows, _floor(q[:, 1].max() + margin_px) + 1), min(cols, _floor(q[:, 0].max() + margin_px) + 1)
+        if r1 - r0 < 2 or c1 - c0 < 2:
+            raise FilmNotFoundError("film region is degenerate; check the scan")
+        film = img[r0:r1, c0:c1].copy()
         film = img[r0:r1, c0:c1].copy()
     else:
         film = cv2.warpAffine(
@@ -370,6 +385,18 @@ def straighten(
 
 
 # --- helpers -------------------------------------------------------------------------------------
+#: Distance from an integer below which a pixel coordinate counts as that integer (float rounding).
+_GRID_TOL = 1e-6
+
+
+def _ceil(x: float) -> int:
+    return math.ceil(x - _GRID_TOL)
+
+
+def _floor(x: float) -> int:
+    return math.floor(x + _GRID_TOL)
+
+
 def _check_image(image: np.ndarray) -> np.ndarray:
     img = np.asarray(image)
     if img.ndim != 2 or img.dtype not in (np.uint8, np.uint16):

@@ -319,3 +319,20 @@ def test_polarity_full_range_scan_and_negative(radiograph, bits, bits_stored):
     neg = invert(scan, bits_stored=bits_stored)
     assert [detect_inverted(scan), detect_inverted(neg)] == [False, True]
     assert [_inverted_by_numpy(scan), _inverted_by_numpy(neg)] == [False, True]
+
+
+@pytest.mark.parametrize("source, skew", [("none", 0.0), ("content", 0.004), ("content", -0.009)])
+def test_unrotated_bedless_scan_is_returned_pixel_for_pixel(source, skew):
+    """A bed-less scan left unrotated, or with a content skew below MIN_ROTATION_DEG, is the scan
+    itself: same shape (no 1-px fill border from a bounding box grown by float rounding) and the
+    same values (no bicubic resampling)."""
+    import dataclasses
+
+    from pipeline.geometry import MIN_ROTATION_DEG, find_film_or_content
+
+    crop = np.asarray(Image.open(Path(__file__).parent / "data" / "content_skew" / "bedless_no_direction.png"))
+    det = dataclasses.replace(find_film_or_content(crop, min_confidence=0.12), skew_source=source, skew_deg=skew)
+    assert abs(skew) < MIN_ROTATION_DEG
+    film, geom = straighten(crop, max_skew_deg=20, detection=det)
+    assert film.shape == crop.shape and geom.crop_shape == crop.shape
+    np.testing.assert_array_equal(film, crop)
