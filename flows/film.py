@@ -248,6 +248,10 @@ def _process(
         findings += checks.check_near_duplicate(record["phash"], known_phashes, settings.qc.max_phash_distance)
         record["near_duplicate_of"] = [k for k, _ in qc_phash.near_matches(record["phash"], known_phashes, settings.qc.max_phash_distance)]
 
+    if any(f.code == "no_bed_visible" and f.severity == "info" for f in findings):
+        # accepted by the site's qc.no_bed_severity: the report still says what was not checked
+        record.setdefault("notes", []).append(
+            "no scanner bed visible: film edges, polarity and wholeness not checked (qc.no_bed_severity = info)")
     if overrides is not None:
         findings = [_settled(f) for f in findings]
     verdict = worst(findings)

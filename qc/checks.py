@@ -102,7 +102,8 @@ def check_geometry(geometry: Geometry, *, config: QCConfig) -> list[QCResult]:
     """
     out: list[QCResult] = []
     if not bed_visible(geometry):
-        skew = ("skew taken from the image content" if geometry.skew_source == "content"
+        skew = ("skew taken from the image content: check that the film is straight, oblique anatomy "
+                "with no straight structure can mislead it" if geometry.skew_source == "content"
                 else "skew not measured, film left unrotated")
         out.append(QCResult("no_bed_visible", config.no_bed_severity, geometry.skew_source, "bed",
                             "the scan shows no scanner bed around the film: the film's edges, its polarity and "

@@ -84,6 +84,8 @@ def test_site_may_accept_bedless_films(tmp_path):
     assert out.state == "processed", (out.record["qc_flags"], out.error)
     assert out.record["qc_flags"] == ""
     assert _image_findings(out.record) == [("no_bed_visible", "info")]
+    assert "no scanner bed visible: film edges, polarity and wholeness not checked (qc.no_bed_severity = info)" \
+        in out.record["notes"]  # accepted, but the report still says what was not checked
 
 
 def test_negative_on_the_bed_is_still_inverted(tmp_path):
