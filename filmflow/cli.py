@@ -1,9 +1,10 @@
 """The ``filmflow`` command line.
 
 Only this module turns exceptions into exit codes: 0 when the batch ran (every
-film archived, held or quarantined), non-zero when the batch itself could not
-run (bad arguments, unreadable source folder, unusable manifest, archive
-unreachable).
+film archived, held or quarantined, or left pending when the archive went away
+or did not confirm it: the summary says so, and the same command pushes it),
+non-zero when the batch itself could not run (bad arguments, unreadable source
+folder, unusable manifest, archive unreachable).
 """
 
 from __future__ import annotations
@@ -101,6 +102,9 @@ def _print_summary(summary: object) -> None:
         print(f"  {f['source_file']:<{width}}  {f['status']:<8}  {why}")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts.items()))  # type: ignore[attr-defined]
     print(f"\n{counts}")
+    pending = summary.counts.get("pending", 0)  # type: ignore[attr-defined]
+    if pending:
+        print(f"{pending} film(s) pending (not yet confirmed by the archive): run the same command again to push them")
     print(f"report:  {summary.report_path}")  # type: ignore[attr-defined]
     print(f"archive: {summary.archive_url}")  # type: ignore[attr-defined]
 

@@ -482,6 +482,7 @@ def test_migrate_require_commitment_pending_then_committed(orthanc_empty, clean_
     processed = [r for r in first if r["sop_instance_uid"] and r["status"] in ("pending", "archived")]
     assert len(processed) == 2, [(r["status"], r["qc_flags"], r["error"]) for r in first]
     assert {r["status"] for r in processed} == {"pending"}
+    assert "2 film(s) pending (not yet confirmed by the archive): run the same command again" in res.stdout
     errors = sorted(r["error"] for r in processed)
     assert [e.split(":", 1)[0] for e in errors] == ["commitment_timeout", "commitment_timeout"], errors
     assert errors[0].startswith(f"commitment_timeout: no storage commitment report (N-EVENT-REPORT) from "
