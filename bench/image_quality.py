@@ -211,6 +211,19 @@ def run_content(n: int) -> None:
         print(f"On the {len(both)} films filmflow answered, deskew fine: {stats([b for _, b in both])} (median | p95 | max)")
 
 
+def centre_patch(i: int) -> tuple[np.ndarray, np.ndarray, int, dict]:
+    """Film ``i``'s centre patch (up to 512 x 512) as scanned and noise-free (float64), its
+    full-scale value and its truth."""
+    noisy, truth = make_film(i)
+    clean, _ = make_film(i, clean=True)
+    top = (1 << truth["bits_stored"]) - 1
+    q = np.asarray(truth["film_quad"])
+    cy, cx = (int(v) for v in q[:, ::-1].mean(axis=0))
+    h = min(256, noisy.shape[0] // 4, noisy.shape[1] // 4)
+    sl = (slice(cy - h, cy + h), slice(cx - h, cx + h))
+    return noisy[sl], clean[sl].astype(np.float64), top, truth
+
+
 def run_denoise(n: int, every: int) -> None:
     methods = {
         "noisy (no denoise)": lambda x, s, top: x,
@@ -225,14 +238,7 @@ def run_denoise(n: int, every: int) -> None:
     }
     res = {m: ([], [], []) for m in methods}
     for i in range(0, n, every):
-        noisy, truth = make_film(i)
-        clean, _ = make_film(i, clean=True)
-        top = (1 << truth["bits_stored"]) - 1
-        q = np.asarray(truth["film_quad"])
-        cy, cx = (int(v) for v in q[:, ::-1].mean(axis=0))
-        h = min(256, noisy.shape[0] // 4, noisy.shape[1] // 4)
-        sl = (slice(cy - h, cy + h), slice(cx - h, cx + h))
-        x, c = noisy[sl], clean[sl].astype(np.float64)
+        x, c, top, _ = centre_patch(i)
         s = estimate_noise_sigma(x)
         for m, f in methods.items():
             t = time.perf_counter()
@@ -267,13 +273,7 @@ def run_specks(n: int) -> None:
 
     res: dict = {}
     for i in range(n):
-        noisy, truth = make_film(i)
-        clean, _ = make_film(i, clean=True)
-        top = (1 << truth["bits_stored"]) - 1
-        q = np.asarray(truth["film_quad"])
-        cy, cx = (int(v) for v in q[:, ::-1].mean(axis=0))
-        h = min(256, noisy.shape[0] // 4, noisy.shape[1] // 4)
-        x, c = noisy[cy - h:cy + h, cx - h:cx + h], clean[cy - h:cy + h, cx - h:cx + h].astype(np.float64)
+        x, c, top, truth = centre_patch(i)
         s = estimate_noise_sigma(x)
         p0 = peak_signal_noise_ratio(c, x.astype(np.float64), data_range=top)
         for rule in ("median only", "filmflow", "none"):

@@ -535,15 +535,21 @@ def _undot(crop: np.ndarray, frac: float) -> tuple[np.ndarray, list[float]]:
     cnts, hier = cv2.findContours(ink, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
     out = np.where(ink > 0, 0, 255).astype(np.uint8)
     xs: list[float] = []
-    if hier is not None:
-        h = hier[0]
-        for i in range(len(cnts)):
-            hole = h[i][3]
-            if hole >= 0 and h[hole][3] >= 0 and h[h[hole][3]][3] < 0:  # ink in a hole of top-level ink
-                cv2.drawContours(out, cnts, i, 255, -1)
-                cv2.drawContours(out, cnts, i, 255, 1)
-                xs.append(float(cnts[i][:, 0, 0].mean()))
+    for i, _hole in _ink_in_holes(hier):
+        cv2.drawContours(out, cnts, i, 255, -1)
+        cv2.drawContours(out, cnts, i, 255, 1)
+        xs.append(float(cnts[i][:, 0, 0].mean()))
     return out, xs
+
+
+def _ink_in_holes(hier: np.ndarray | None) -> list[tuple[int, int]]:
+    """(contour, its hole) for every ink contour lying in a hole of top-level ink, from
+    ``cv2.findContours``'s RETR_TREE hierarchy (the dot of a dotted zero)."""
+    if hier is None:
+        return []
+    h = hier[0]
+    return [(i, int(h[i][3])) for i in range(len(h))
+            if h[i][3] >= 0 and h[h[i][3]][3] >= 0 and h[h[h[i][3]][3]][3] < 0]
 
 
 def _dot_holes(crop: np.ndarray, frac: float) -> np.ndarray:
@@ -559,13 +565,9 @@ def _dot_holes(crop: np.ndarray, frac: float) -> np.ndarray:
     cnts, hier = cv2.findContours(ink, cv2.RETR_TREE, cv2.CHAIN_APPROX_NONE)
     fill = np.zeros(crop.shape, np.uint8)
     border = np.zeros(crop.shape, np.uint8)
-    if hier is not None:
-        h = hier[0]
-        for i in range(len(cnts)):
-            hole = h[i][3]
-            if hole >= 0 and h[hole][3] >= 0 and h[h[hole][3]][3] < 0:  # ink in a hole of top-level ink
-                cv2.drawContours(fill, cnts, hole, 1, -1)
-                cv2.drawContours(border, cnts, hole, 1, 1)  # a hole's border is the ring's inner edge
+    for _i, hole in _ink_in_holes(hier):
+        cv2.drawContours(fill, cnts, hole, 1, -1)
+        cv2.drawContours(border, cnts, hole, 1, 1)  # a hole's border is the ring's inner edge
     return (fill > 0) & (border == 0)
 
 
