@@ -1,9 +1,11 @@
 """Deterministic DICOM UIDs for digitized films.
 
 Every UID filmflow writes is derived from the film's own content (the scan's
-SHA-256) or identity (patient, exam date, accession, batch), never from a clock
-or a random source: re-running a batch yields the very same UIDs, so an archive
-sees a re-send as the same instance rather than a duplicate.
+SHA-256) or identity (patient, exam date, accession), never from a clock, a
+random source or the run that made it (batch name, work dir): migrating a scan
+again, in the same batch or another, yields the very same SOP, Series and Study
+Instance UIDs, so an archive sees a re-send as the same instance in the same
+series rather than a second instance with the same SOP Instance UID.
 
 References
 ----------
@@ -115,7 +117,8 @@ class FilmUIDs:
         Study Instance UID (0020,000D); shared by the films of one patient and
         exam (patient ID + study date, + accession number when known).
     series_instance_uid : str
-        Series Instance UID (0020,000E); one series per batch within a study.
+        Series Instance UID (0020,000E); one series of digitized films per
+        study, derived from the study UID alone.
     original_sop_instance_uid : str
         SOP Instance UID of the optional raw-scan instance (``keep_original``).
     """
@@ -133,7 +136,7 @@ def film_uids(
     patient_id: str,
     study_date: str,
     accession_number: str,
-    batch_name: str,
+    batch_name: str = "",
 ) -> FilmUIDs:
     """Derive the UIDs of one film.
 
@@ -149,8 +152,9 @@ def film_uids(
         Study Date (0008,0020), ``YYYYMMDD``, or empty when unknown.
     accession_number : str
         Accession Number (0008,0050), or empty.
-    batch_name : str
-        Name of the migration batch (``RunConfig.batch_name``).
+    batch_name : str, optional
+        Name of the migration batch. Ignored: no UID depends on the batch (see
+        Notes); accepted so that callers passing it keep working.
 
     Returns
     -------
@@ -167,6 +171,16 @@ def film_uids(
     SHA-256: filmflow cannot tell which films belong to the same exam, so each
     such film gets its own study rather than being merged with every other
     undated film of the patient.
+
+    The series is one per study ("digitized films"), not one per batch: the
+    SOP Instance UID depends only on the scan, so a series UID that depended
+    on the batch would put the same instance in a second series whenever the
+    scan is migrated again in another batch or from another work dir (whose
+    ledger does not know it was archived), and the archive would hold two
+    instances with one SOP Instance UID (PS3.3 C.12.1.1.1: a SOP Instance UID
+    identifies exactly one instance). The batch stays in the ledger and on the
+    dashboard; it is deliberately not written into the object either, so that
+    both migrations send the same content under that SOP Instance UID.
 
     References
     ----------
@@ -185,6 +199,6 @@ def film_uids(
     return FilmUIDs(
         sop_instance_uid=derive_uid(root, "film", sha),
         study_instance_uid=study,
-        series_instance_uid=derive_uid(root, "series", study, batch_name),
+        series_instance_uid=derive_uid(root, "film-series", study),
         original_sop_instance_uid=derive_uid(root, "original-scan", sha),
     )

@@ -30,6 +30,7 @@ from pipeline.dicom_film import (
     TRANSFER_SYNTAXES,
     as_plain_sc,
     build_film_dataset,
+    build_original_dataset,
     pixel_sha256,
     write_dataset,
 )
@@ -212,6 +213,25 @@ def test_building_twice_gives_identical_bytes(ts, rg2_crop, tmp_path):
     a = write_dataset(build(rg2_crop, skew_deg=0.5), tmp_path / "a.dcm", transfer_syntax=ts)
     b = write_dataset(build(rg2_crop, skew_deg=0.5), tmp_path / "b.dcm", transfer_syntax=ts)
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_same_scan_in_another_batch_gives_identical_objects(rg2_crop, tmp_path):
+    # Re-migrating a scan in another batch must send the archive the same instance in the
+    # same series (one SOP Instance UID in two series broke archive integrity), for the
+    # film and for the keep_original raw-scan instance alike.
+    other = film_uids(root="2.25", sha256=hashlib.sha256(b"RG2 scan").hexdigest(), patient_id="PID001",
+                      study_date="19970706", accession_number="ACC42", batch_name="batch-2")
+    for name, make in (("film", lambda uids: build(rg2_crop, skew_deg=0.5, uids=uids)),
+                       ("original", lambda uids: build_original_dataset(
+                           rg2_crop, bits_stored=12, pixel_spacing_mm=0.0847, header=HEADER, uids=uids,
+                           config=CONFIG, skew_deg=0.5))):
+        a = write_dataset(make(UIDS), tmp_path / f"{name}-a.dcm", transfer_syntax="explicit_vr_le")
+        b = write_dataset(make(other), tmp_path / f"{name}-b.dcm", transfer_syntax="explicit_vr_le")
+        assert a.read_bytes() == b.read_bytes(), name
+    film, original = build(rg2_crop, uids=other), build_original_dataset(
+        rg2_crop, bits_stored=12, pixel_spacing_mm=0.0847, header=HEADER, uids=other, config=CONFIG)
+    assert film.StudyInstanceUID == original.StudyInstanceUID
+    assert film.SeriesInstanceUID != original.SeriesInstanceUID
 
 
 # --- compression --------------------------------------------------------------------------------

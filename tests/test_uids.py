@@ -97,11 +97,18 @@ def test_sha256_case_does_not_matter():
     assert _uids(sha256=SHA_A.upper()) == _uids(sha256=SHA_A)
 
 
-def test_other_batch_gives_other_series_same_study():
-    a, b = _uids(), _uids(batch_name="batch-2024-02")
-    assert a.study_instance_uid == b.study_instance_uid
-    assert a.series_instance_uid != b.series_instance_uid
-    assert a.sop_instance_uid == b.sop_instance_uid
+@pytest.mark.parametrize("batch_name", ["batch-2024-02", ""])
+def test_batch_does_not_change_any_uid(batch_name):
+    # The same scan migrated again in another batch must be the same instance in the
+    # same series: a batch-derived series put one SOP Instance UID in two series.
+    assert _uids(batch_name=batch_name) == _uids()
+    args = dict(root="2.25", sha256=SHA_A, patient_id="PID001", study_date="19970706", accession_number="")
+    assert film_uids(**args) == _uids()
+
+
+@pytest.mark.parametrize("change", [{"patient_id": "PID002"}, {"study_date": "19970707"}, {"accession_number": "A123"}])
+def test_other_study_gets_other_series(change):
+    assert _uids(**change).series_instance_uid != _uids().series_instance_uid
 
 
 @pytest.mark.parametrize("change", [{"patient_id": "PID002"}, {"study_date": "19970707"}, {"accession_number": "A123"}])
