@@ -113,7 +113,7 @@ def process_film(
     timer = _Timer()
     record: dict[str, Any] = {"source_file": source_file, "source_path": str(source_path), "sha256": "", "batch": batch_name}
     try:
-        return _process(source_path, source_file, record, timer, settings, batch_name, manifest_rows, staging_dir, duplicate_of, overrides,
+        return _process(source_path, source_file, record, timer, settings, manifest_rows, staging_dir, duplicate_of, overrides,
                         known_phashes or {})
     except FilmError as exc:
         record.update(timings=timer.times, error=f"{exc.code}: {exc}")
@@ -133,7 +133,6 @@ def _process(
     record: dict[str, Any],
     timer: _Timer,
     settings: Settings,
-    batch_name: str,
     manifest_rows: Sequence[ManifestRow] | None,
     staging_dir: Path,
     duplicate_of: Sequence[str],
@@ -264,7 +263,7 @@ def _process(
     with timer("dicom"):
         film_uids = uids.film_uids(
             root=settings.dicom.uid_root, sha256=scan.sha256, patient_id=header["PatientID"],
-            study_date=header["StudyDate"], accession_number=header["AccessionNumber"], batch_name=batch_name,
+            study_date=header["StudyDate"], accession_number=header["AccessionNumber"],
         )
         steps = [f"deskew {geom.skew_deg:+.2f} deg" if abs(geom.skew_deg) >= geometry.MIN_ROTATION_DEG
                  else "not deskewed", f"crop to film {geom.crop_shape[1]}x{geom.crop_shape[0]}"]

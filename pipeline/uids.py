@@ -136,7 +136,6 @@ def film_uids(
     patient_id: str,
     study_date: str,
     accession_number: str,
-    batch_name: str = "",
 ) -> FilmUIDs:
     """Derive the UIDs of one film.
 
@@ -152,9 +151,6 @@ def film_uids(
         Study Date (0008,0020), ``YYYYMMDD``, or empty when unknown.
     accession_number : str
         Accession Number (0008,0050), or empty.
-    batch_name : str, optional
-        Name of the migration batch. Ignored: no UID depends on the batch (see
-        Notes); accepted so that callers passing it keep working.
 
     Returns
     -------

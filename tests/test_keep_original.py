@@ -30,7 +30,7 @@ def test_original_scan_archived_in_same_study(orthanc_empty, clean_batch, tmp_pa
 
     for row in archived:
         uids = film_uids(root="2.25", sha256=row["sha256"], patient_id=row["patient_id"], study_date=row["study_date"],
-                         accession_number=row["accession_number"], batch_name=batch.name)
+                         accession_number=row["accession_number"])
         assert uids.sop_instance_uid == row["sop_instance_uid"]
         (fid,) = orthanc_empty.find_instance(row["sop_instance_uid"])
         (oid,) = orthanc_empty.find_instance(uids.original_sop_instance_uid)

@@ -473,7 +473,7 @@ def test_known_phashes_from_ledger(tmp_path):
 def dataset(samples):
     s = samples["film_01"]
     uids = film_uids(root="2.25", sha256="0" * 64, patient_id="00123456", study_date="20190402",
-                     accession_number="A1", batch_name="b")
+                     accession_number="A1")
     header = {"PatientID": "00123456", "PatientName": "DOE^JANE", "PatientBirthDate": "", "PatientSex": "",
               "StudyDate": "20190402", "AccessionNumber": "A1", "InstitutionName": "X"}
     return build_film_dataset(s.film, bits_stored=s.bits, pixel_spacing_mm=25.4 / s.dpi, header=header,

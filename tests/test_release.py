@@ -49,7 +49,7 @@ def test_release_archives_the_corrected_film_with_deterministic_uids(review_env,
     ds = dcmread(path)
     expected = uids.film_uids(root=review_env.settings.dicom.uid_root, sha256=review_env.films["film_12"]["sha256"],
                               patient_id="01234576", study_date="20190910",
-                              accession_number=values["AccessionNumber"], batch_name=row.batch)
+                              accession_number=values["AccessionNumber"])
     assert ds.PatientID == "01234576"
     assert ds.StudyDate == "20190910"
     assert str(ds.PatientName) == values["PatientName"]

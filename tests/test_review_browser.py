@@ -103,7 +103,7 @@ def test_correct_approve_release_in_browser(review_server, browser_page):
     header = row.record["review"]["overrides"]
     expected = uids.film_uids(root=env.settings.dicom.uid_root, sha256=env.films["film_12"]["sha256"],
                               patient_id="01234576", study_date="20190910",
-                              accession_number=header["AccessionNumber"], batch_name=row.batch)
+                              accession_number=header["AccessionNumber"])
     assert ds.PatientID == "01234576"
     assert ds.SOPInstanceUID == expected.sop_instance_uid
 
