@@ -17,11 +17,10 @@ import numpy as np
 Method = Literal["bilateral", "nlmeans", "off"]
 #: Immerkaer's noise-estimation kernel (difference of two Laplacians); its L2 norm is 6.
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
-#: Pixels the noise estimate looks at (bands of ``_SIGMA_BAND`` rows spread over larger films).
-_SIGMA_SAMPLE_PX = 1_000_000
-_SIGMA_BAND = 64
-#: Up to this many values the median comes from np.partition, beyond from a histogram (same value).
-_SIGMA_PARTITION_PX = 400_000
+#: Pixels the noise estimate looks at (bands of ``_SIGMA_BAND`` rows spread over larger films;
+#: the median of 250 000 values is within ~0.3 % of the whole film's statistically).
+_SIGMA_SAMPLE_PX = 250_000
+_SIGMA_BAND = 32
 #: A speck candidate differs from its 3x3 median by more than this many sigmas ...
 SPECK_SIGMAS = 6.0
 #: ... and lies beyond the range of its 8 neighbours by more than this many sigmas and by more
@@ -45,7 +44,20 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
     Returns
     -------
     float
-        ``1.4826 * median(|image * N|) / 6`` with Immerkaer's kernel ``N``.
+        ``1.4826 * median(|image * N|) / 6`` with Immerkaer's kernel ``N``, over
+        the pixels whose 3x3 neighbourhood holds no clipped value (the image's
+        own minimum or maximum: a clipped or padded area has no noise to
+        measure); over all pixels when every one is next to a clipped value;
+        0.0 for an image smaller than 3 x 3.
+
+    Notes
+    -----
+    Films larger than :data:`_SIGMA_SAMPLE_PX` pixels are sampled in bands of
+    :data:`_SIGMA_BAND` rows spread over their height, each filtered on its own.
+    Measured: the clipped-area rule moves the estimate of the digitized film
+    SC1_UNC, whose half is one clipped black value, from 0.74 to 23 (its anatomy's
+    noise); on the generated films, which have no clipped areas, by <= 3.5 %
+    (bench/README.md).
 
     References
     ----------
@@ -54,33 +66,30 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
     absolute value, for robustness to edges).
     """
     img = np.asarray(image)
-    if img.size > _SIGMA_SAMPLE_PX:  # bands spread over the film: the median needs no more
-        step = max(1, int(round(img.shape[0] * _SIGMA_BAND / (_SIGMA_SAMPLE_PX / img.shape[1]))))
-        bands = [img[r:r + _SIGMA_BAND] for r in range(0, img.shape[0] - _SIGMA_BAND + 1, step)]
-        img = np.concatenate(bands) if bands else img
-    f = cv2.filter2D(img, cv2.CV_32F, _IMMERKAER, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
-    if f.size == 0:
+    if img.ndim != 2 or min(img.shape) < 3:
         return 0.0
-    # integer image * integer kernel: |f| holds exact integers, so the median comes from a
-    # histogram (same value as np.median, without its sort); values saturate at 65535, which
-    # leaves the median in place unless it lies there (then np.median decides)
-    v = cv2.add(np.abs(f), 0.0, dtype=cv2.CV_16U)
-    if v.size <= _SIGMA_PARTITION_PX:  # a partial sort beats a 65536-bin histogram's fixed cost
-        flat = v.ravel()
-        lower, upper = (int(x) for x in np.partition(flat, ((flat.size - 1) // 2, flat.size // 2))[
-            [(flat.size - 1) // 2, flat.size // 2]])
-        if upper >= 65535:
-            return 1.4826 * float(np.median(np.abs(f))) / 6.0
-        return float(1.4826 * (lower + upper) / 2.0 / 6.0)
-    if v.size < 1 << 24:  # calcHist counts in float32: exact below 2**24 values (the sample is ~1 Mpx)
-        cum = np.cumsum(cv2.calcHist([v], [0], None, [65536], [0, 65536]).ravel().astype(np.int64))
-    else:
-        cum = np.cumsum(np.bincount(v.ravel(), minlength=65536))
-    lower = int(np.searchsorted(cum, (v.size - 1) // 2, side="right"))
-    upper = int(np.searchsorted(cum, v.size // 2, side="right"))
-    if upper >= 65535:
-        return 1.4826 * float(np.median(np.abs(f))) / 6.0
-    return float(1.4826 * (lower + upper) / 2.0 / 6.0)
+    vmin, vmax, _, _ = cv2.minMaxLoc(img)
+    seams = np.empty(0, np.intp)
+    if img.size > _SIGMA_SAMPLE_PX and img.shape[0] >= _SIGMA_BAND:
+        # bands spread over the film; the rows where two bands meet are left out below
+        step = max(1, int(round(img.shape[0] * _SIGMA_BAND / (_SIGMA_SAMPLE_PX / img.shape[1]))))
+        starts = np.arange(0, img.shape[0] - _SIGMA_BAND + 1, step)
+        img = img[(starts[:, None] + np.arange(_SIGMA_BAND)).ravel()]
+        seams = np.concatenate([np.arange(_SIGMA_BAND, img.shape[0], _SIGMA_BAND) + d for d in (-1, 0)]) - 1
+    diffs = np.abs(cv2.filter2D(img, cv2.CV_32F, _IMMERKAER, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1])
+    ok = np.ones(diffs.shape, bool)
+    ok[seams[(seams >= 0) & (seams < ok.shape[0])]] = False
+    inside = cv2.bitwise_and(cv2.compare(img, vmin, cv2.CMP_GT), cv2.compare(img, vmax, cv2.CMP_LT))
+    if cv2.countNonZero(inside) < inside.size:  # clipped pixels: their neighbourhoods are left out
+        clear = cv2.erode(inside, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1] > 0
+        if np.any(clear & ok):
+            ok &= clear
+    values = diffs[ok]
+    k = values.size
+    if k == 0:
+        return 0.0
+    part = np.sort(values)  # numpy's SIMD sort: ~4x faster than np.partition for two order statistics here
+    return float(1.4826 * (float(part[(k - 1) // 2]) + float(part[k // 2])) / 2.0 / 6.0)
 
 
 def denoise(image: np.ndarray, *, method: Method = "bilateral", strength: float = 1.0, despeckle: bool = True) -> np.ndarray:

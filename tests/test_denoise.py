@@ -180,13 +180,38 @@ def test_specks_repaired_at_their_own_pixels(clean12):
 
 @pytest.mark.parametrize("shape", [(3, 3), (4, 5), (64, 64), (65, 63)])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-def test_noise_sigma_histogram_median_matches_numpy(shape, dtype):
+def test_noise_sigma_median_matches_numpy(shape, dtype):
+    """The estimate is 1.4826 * median(|Immerkaer|) / 6 over the interior pixels whose 3x3
+    window holds neither the image's minimum nor its maximum (numpy windows, float64)."""
     rng = np.random.default_rng(sum(shape))
     img = rng.integers(0, np.iinfo(dtype).max + 1, shape).astype(dtype)
     f = cv2.filter2D(img.astype(np.float64), cv2.CV_64F, np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64),
-                     borderType=cv2.BORDER_REFLECT)
-    expected = 1.4826 * np.median(np.abs(f[1:-1, 1:-1])) / 6.0
-    assert estimate_noise_sigma(img) == pytest.approx(expected, rel=1e-9)
+                     borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
+    win = np.lib.stride_tricks.sliding_window_view(img, (3, 3))
+    clear = (win.min(axis=(2, 3)) > img.min()) & (win.max(axis=(2, 3)) < img.max())
+    vals = np.abs(f[clear]) if clear.any() else np.abs(f).ravel()
+    assert estimate_noise_sigma(img) == pytest.approx(1.4826 * np.median(vals) / 6.0, rel=1e-9)
+
+
+def test_noise_sigma_ignores_clipped_areas(clean12):
+    """Half the film clipped to one value (a black surround, as on the digitized film SC1_UNC)
+    no longer pulls the estimate to ~0: it is the noise of the rest, within 10 %."""
+    _, noisy, top = noisy_pair(clean12, np.uint16, sigma_frac=0.01)
+    clipped = noisy.copy()
+    clipped[:, : clipped.shape[1] // 2] = 0
+    clipped[0, -1] = 0  # the minimum is 0
+    assert estimate_noise_sigma(clipped) == pytest.approx(estimate_noise_sigma(noisy[:, noisy.shape[1] // 2 + 2:]), rel=0.1)
+    assert estimate_noise_sigma(clipped) == pytest.approx(0.01 * top, rel=0.2)
+
+
+def test_noise_sigma_sampled_bands_match_the_whole_film():
+    """A film above the sample size is estimated from bands; the seams where two bands meet are
+    left out, so a smooth gradient with white noise gives the noise, not the seams' steps."""
+    rng = np.random.default_rng(4)
+    ramp = np.linspace(1000, 60000, 1500)[:, None] + np.zeros((1, 900))
+    img = np.clip(np.rint(ramp + rng.normal(0, 50, ramp.shape)), 0, 65535).astype(np.uint16)
+    assert img.size > 250_000
+    assert estimate_noise_sigma(img) == pytest.approx(50, rel=0.05)
 
 
 def test_low_dpi_label_strokes_survive_the_speck_repair():
