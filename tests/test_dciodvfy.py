@@ -28,7 +28,7 @@ CEMAX = SHARED_DATA / "digitized_films" / "SC1_UNC.dcm"
 
 def _film(tmp_path, **changes):
     uids = film_uids(root="2.25", sha256=hashlib.sha256(b"x").hexdigest(), patient_id="P1",
-                     study_date="20000101", accession_number="", batch_name="b")
+                     study_date="20000101", accession_number="")
     ds = build_film_dataset(np.zeros((64, 48), np.uint16), bits_stored=12, pixel_spacing_mm=0.1,
                             header={"PatientID": "P1", "StudyDate": "20000101"}, uids=uids,
                             config=DicomConfig(), laterality="U")
