@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage as ndi
 
 from filmflow.errors import BlankScanError, FilmNotFoundError
 from pipeline.content_skew import estimate_content_skew
@@ -506,13 +505,15 @@ def _refine_sides(
         return [None] * 4
     base = np.concatenate([sd[1] for sd in live])
     nrm = np.concatenate([np.broadcast_to(sd[3], sd[1].shape) for sd in live])
-    pts = base[:, None, :] + k[None, :, None] * nrm[:, None, :]  # (U, K, 2) as (x, y)
-    # bilinear samples (OpenCV: 1/32-px coordinate steps, rounded to the scan's integers; beyond the
-    # scan, its border value)
-    prof = cv2.remap(img, pts[..., 0].astype(np.float32), pts[..., 1].astype(np.float32), cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
-    prof = ndi.gaussian_filter1d(prof, 1.0, axis=1)
-    grad = np.gradient(prof, axis=1)  # outward: film (dark) -> bed (bright) is a rise
+    # the (U, K) sample coordinates, computed in float64 and handed to remap in float32 (it rounds
+    # them to 1/32 px); bilinear samples, beyond the scan its border value
+    map_x = (base[:, :1] + k[None, :] * nrm[:, :1]).astype(np.float32)
+    map_y = (base[:, 1:] + k[None, :] * nrm[:, 1:]).astype(np.float32)
+    samples = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # Gaussian smoothing (sigma 1 sample, mirrored ends) and its central difference, each one
+    # correlation along the profiles; outward: film (dark) -> bed (bright) is a rise
+    prof = cv2.filter2D(samples, cv2.CV_64F, _PROFILE_SMOOTH, borderType=cv2.BORDER_REFLECT)
+    grad = cv2.filter2D(samples, cv2.CV_64F, _PROFILE_DERIV, borderType=cv2.BORDER_REFLECT)
     j = np.argmax(grad[:, 1:-1], axis=1) + 1
     g0, g1, g2 = (grad[np.arange(len(j)), j + o] for o in (-1, 0, 1))
     denom = g0 - 2 * g1 + g2
@@ -544,29 +545,56 @@ def _refine_sides(
     return fits
 
 
+def _profile_kernels() -> tuple[np.ndarray, np.ndarray]:
+    """1 x 9 Gaussian (sigma 1 sample, radius 4, as ``scipy.ndimage.gaussian_filter1d``) and
+    1 x 11 kernel of its central difference ``(s[i+1] - s[i-1]) / 2`` (``np.gradient`` inside a
+    profile), for ``cv2.filter2D`` (a correlation)."""
+    x = np.arange(-4, 5, dtype=np.float64)
+    g = np.exp(-0.5 * x * x)
+    g /= g.sum()
+    gp = np.pad(g, 2)  # g at offsets -6..6
+    d = 0.5 * (gp[:-2] - gp[2:])  # offsets -5..5: coefficient of s[i + o] is (g(o - 1) - g(o + 1)) / 2
+    return g[None, :], d[None, :]
+
+
+_PROFILE_SMOOTH, _PROFILE_DERIV = _profile_kernels()
+
+
 def _robust_line(pts: np.ndarray, t_hint: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float] | None:
     """Total-least-squares line with iterative trimming of outliers."""
-    keep = np.ones(len(pts), dtype=bool)
+    x, y = np.ascontiguousarray(pts[:, 0]), np.ascontiguousarray(pts[:, 1])
+    xk, yk, keep = x, y, None
     for _ in range(5):
-        c = pts[keep].mean(axis=0)
-        dx, dy = (pts[keep] - c).T
+        cx, cy = float(xk.mean()), float(yk.mean())
+        dx, dy = xk - cx, yk - cy
         # principal axis of the 2x2 scatter matrix (closed form of the SVD's first vector)
         theta = 0.5 * math.atan2(2.0 * float(dx @ dy), float(dx @ dx - dy @ dy))
         d = np.array([math.cos(theta), math.sin(theta)])
         if d @ t_hint < 0:
             d = -d
-        nrm = np.array([-d[1], d[0]])
-        r = (pts - c) @ nrm
-        med = _median(r[keep])
-        mad = 1.4826 * _median(np.abs(r[keep] - med))
+        r = (x - cx) * -d[1] + (y - cy) * d[0]  # signed distance along the normal (-d_y, d_x)
+        rk = r if keep is None else r[keep]
+        med = _sorted_median(np.sort(rk))
+        mad = 1.4826 * _sorted_median(np.sort(np.abs(rk - med)))
         new = np.abs(r - med) <= max(3.0 * mad, 0.3)
-        if new.sum() < 12:
+        n_new = int(np.count_nonzero(new))
+        if n_new < 12:
             return None
-        if np.array_equal(new, keep):
+        if keep is None and n_new == new.size or keep is not None and np.array_equal(new, keep):
             break
         keep = new
-    rms = float(np.sqrt(np.mean(r[keep] ** 2)))
-    return c, d, int(keep.sum()), rms
+        xk, yk = x[keep], y[keep]
+    rk = r if keep is None else r[keep]
+    rms = float(np.sqrt(np.mean(rk**2)))
+    return np.array([cx, cy]), d, int(rk.size), rms
+
+
+def _sorted_median(x: np.ndarray) -> float:
+    """Median of a sorted non-empty 1-D array (``np.median``'s value: the mean of the two middle
+    values, as numpy's lerp at t = 0.5)."""
+    n = x.size
+    xa, xb = float(x[(n - 1) // 2]), float(x[n // 2])
+    return xb - (xb - xa) * 0.5
 
 
 def _median(a: np.ndarray) -> float:
@@ -595,11 +623,13 @@ def _percentiles(a: np.ndarray, qs: tuple[float, ...]) -> list[float]:
 
 def _intersect(l1: tuple[np.ndarray, np.ndarray], l2: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     (c1, d1), (c2, d2) = l1, l2
-    a = np.array([d1, -d2]).T
-    if abs(np.linalg.det(a)) < 1e-9:
+    # c1 + s d1 = c2 + u d2, by Cramer's rule on the 2 x 2 system [d1, -d2] (s, u) = c2 - c1
+    det = float(d2[0] * d1[1] - d1[0] * d2[1])
+    if abs(det) < 1e-9:
         return (c1 + c2) / 2
-    s = np.linalg.solve(a, c2 - c1)
-    return c1 + s[0] * d1
+    e = c2 - c1
+    s = float(d2[0] * e[1] - e[0] * d2[1]) / det
+    return c1 + s * d1
 
 
 # --- content-based skew when no film edge is seen (issue 3) --------------------------------------
@@ -743,10 +773,25 @@ def _bed_border_fraction(block_means: np.ndarray) -> float:
     lo, hi = _percentiles(small[::2, ::2], (0.5, 99.5))
     if hi <= lo:
         return 0.0
-    mean = cv2.blur(small, (5, 5))
-    sd = np.sqrt(np.maximum(cv2.blur(small * small, (5, 5)) - mean * mean, 0.0))
     w = max(3, min(small.shape) // 50)
-    ring = np.zeros(small.shape, dtype=bool)
-    ring[:w], ring[-w:], ring[:, :w], ring[:, -w:] = True, True, True, True
-    bed = (mean >= hi - 0.15 * (hi - lo)) & (sd <= 0.03 * (hi - lo))
-    return float(bed[ring].mean())
+    rows, cols = small.shape
+    if rows <= 2 * w + 4 or cols <= 2 * w + 4:
+        strips = [small]  # the ring is (nearly) the whole copy
+        ring = np.zeros(small.shape, dtype=bool)
+        ring[:w], ring[-w:], ring[:, :w], ring[:, -w:] = True, True, True, True
+        keep = [ring]
+    else:
+        # the four strips of the ring, each with the 2 rows or columns the 5 x 5 window reaches
+        # beyond it (the same mirrored scan border as a whole-copy box filter); the side strips'
+        # ends are counted once, in the top and bottom strips
+        strips = [small[: w + 2], small[-w - 2 :], small[:, : w + 2], small[:, -w - 2 :]]
+        keep = [(slice(0, w), slice(None)), (slice(2, None), slice(None)),
+                (slice(w, rows - w), slice(0, w)), (slice(w, rows - w), slice(2, None))]
+    n_bed = n_ring = 0
+    for strip, k in zip(strips, keep):
+        mean = cv2.blur(strip, (5, 5))
+        sd = np.sqrt(np.maximum(cv2.blur(strip * strip, (5, 5)) - mean * mean, 0.0))
+        bed = ((mean >= hi - 0.15 * (hi - lo)) & (sd <= 0.03 * (hi - lo)))[k]
+        n_bed += int(np.count_nonzero(bed))
+        n_ring += bed.size
+    return n_bed / n_ring
