@@ -70,6 +70,12 @@ class DenoiseConfig(_Section):
         description="repair isolated one-pixel dust specks before filtering; false keeps every spot "
         "(a one-pixel calcification cannot be told from dust)",
     )
+    scratches: bool = Field(
+        False,
+        description="inpaint thin film scratches (long, straight, 1-3 px lines brighter or darker than both "
+        "sides, >= 15 mm) before denoising; off by default: a straight catheter, a pacemaker lead or a thin "
+        "bone edge passes the same tests and is erased (bench/README.md, 'Scratch repair')",
+    )
 
 
 class OCRConfig(_Section):

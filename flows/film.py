@@ -23,7 +23,7 @@ import numpy as np
 from filmflow.config import Settings
 from filmflow.errors import FilmError, FilmflowError
 from pipeline import denoise as denoise_mod
-from pipeline import dicom_film, geometry, label, manifest, marker, ocr, orientation, polarity, scan_io, uids
+from pipeline import dicom_film, geometry, label, manifest, marker, ocr, orientation, polarity, scan_io, scratches, uids
 from pipeline.types import ManifestRow, Reconciliation
 from qc import checks
 from qc import phash as qc_phash
@@ -173,6 +173,9 @@ def _process(
 
     undenoised = film  # the label-kind test compares grain, which denoising removes
     with timer("denoise"):
+        if settings.denoise.scratches:
+            film, scratch_report = scratches.repair_scratches(film, dpi=scan.dpi)
+            record["scratches_repaired"] = scratch_report.lines
         film = denoise_mod.denoise(film, method=settings.denoise.method, strength=settings.denoise.strength,
                                    despeckle=settings.denoise.despeckle)
     record.update(phash=qc_phash.film_phash(film), polarity_margin=round(polarity_margin, 3),
@@ -274,6 +277,8 @@ def _process(
         if settings.denoise.method != "off":
             steps.append(f"denoise {settings.denoise.method} x{settings.denoise.strength:g}"
                          + ("" if settings.denoise.despeckle else ", no speck repair"))
+        if settings.denoise.scratches:
+            steps.append(f"scratch repair ({record['scratches_repaired']} lines inpainted)")
         ds = dicom_film.build_film_dataset(
             film, bits_stored=scan.bits_stored, pixel_spacing_mm=scan.pixel_spacing_mm, header=header,
             uids=film_uids, config=settings.dicom, skew_deg=geom.skew_deg,

@@ -19,16 +19,16 @@ from pipeline.denoise import estimate_noise_sigma
 #: Widest scratch repaired, pixels (across the line).
 MAX_WIDTH_PX = 3
 #: Shortest straight run taken for a scratch, millimetres.
-MIN_LENGTH_MM = 15.0
+MIN_LENGTH_MM = 25.0
 #: A pixel is a line candidate when its top-hat residual exceeds this many noise sigmas ...
 CANDIDATE_SIGMAS = 3.0
 #: ... and a scratch is a chain of windows of :data:`WINDOW_PX` px along a straight run in each of
 #: which the line, averaged, exceeds both its sides by this many sigmas ...
 WINDOW_SIGMAS = 2.0
 WINDOW_PX = 16
-#: ... with at most 2 gaps: pixels along the line (3-pixel running mean) whose contrast is below
+#: ... with at most 2 gaps: pixels along the line whose contrast is below
 #: this share of the window's.
-MAX_GAP_CONTRAST = 0.25
+MAX_GAP_CONTRAST = 0.5
 #: Largest wander of the line's centre across its straight run (a gently curved scratch), pixels.
 MAX_WANDER_PX = 2.0
 #: Lines within this many inches (+ 7 px) of the image's edge are not looked for: the film's rim,
@@ -38,10 +38,8 @@ EDGE_BAND_IN = 0.06
 INPAINT_RADIUS = 3
 #: Half-width of the cross-section sampled on each side of a candidate line, pixels.
 _HALF = 7
-#: How far the line's centre is looked for on either side of a Hough segment, pixels, and how
-#: far beyond its ends.
+#: How far the line's centre is looked for on either side of a Hough segment, pixels.
 _SEARCH = 4
-_EXTEND_PX = 4 * 16
 #: Cross-section offsets of the line itself (|s| <= 2) and of its two sides (4 <= |s| <= 7).
 _CORE = 2
 _SIDE = (4, 7)
@@ -53,11 +51,13 @@ class ScratchReport:
 
     ``segments``: one (row0, col0, row1, col1, polarity, width_px, contrast) tuple per repaired
     straight run (end points in pixels; polarity ``'bright'`` or ``'dark'``; contrast in image
-    units); ``pixels``: pixels inpainted; ``candidates``: straight runs tested; ``sigma``: the
-    noise sigma used (image units).
+    units; overlapping runs of one line each appear); ``lines``: separate lines inpainted (connected
+    groups of repaired pixels); ``pixels``: pixels inpainted; ``candidates``: straight runs
+    tested; ``sigma``: the noise sigma used (image units).
     """
 
     segments: list[tuple[int, int, int, int, str, float, float]] = field(default_factory=list)
+    lines: int = 0
     pixels: int = 0
     candidates: int = 0
     sigma: float = 0.0
@@ -116,11 +116,10 @@ def repair_scratches(
        Hough transform (``cv2.HoughLinesP`` at half resolution, 1 deg steps, votes >= half
        the length, gaps <= 2 half-resolution px).
     3. Each run is moved onto the line (a straight fit of the line's centre, searched +-4 px,
-       in windows of :data:`WINDOW_PX` px; the run extended by up to 64 px at both ends) and
-       tested on the image itself: cross-sections (+-7 px, bilinear, one per pixel along the
+       in windows of :data:`WINDOW_PX` px), extended along it to the edge band, and tested on the image itself: cross-sections (+-7 px, bilinear, one per pixel along the
        run) averaged per window; a window is good when the line (the extreme of the centre
        +-2 px) exceeds *both* sides (4-7 px away) by :data:`WINDOW_SIGMAS` sigma (an edge
-       fails) and at most 2 of its pixels (3-pixel running mean) fall below
+       fails) and at most 2 of its pixels fall below
        :data:`MAX_GAP_CONTRAST` of that contrast (a row of text or a chain of blobs fails).
        A chain of good windows at least ``min_length_mm`` long whose centre wanders by at
        most :data:`MAX_WANDER_PX` px and whose width at half contrast is at most
@@ -185,7 +184,7 @@ def repair_scratches(
         sign = 1.0 if pol == "bright" else -1.0
         for x0, y0, x1, y1 in 2 * lines.reshape(-1, 4).astype(np.float64) + 0.5:
             report.candidates += 1
-            run = _refine(work, sign, (x0, y0), (x1, y1), s)
+            run = _refine(work, sign, (x0, y0), (x1, y1), s, band)
             for centre, width, contrast in ([] if run is None else _test_run(work, sign, *run, s, max_width_px, min_len)):
                 cv2.polylines(mask, [np.round(centre).astype(np.int32)], False, 255, thickness=int(math.ceil(width)) + 2)
                 (c0, r0), (c1, r1) = np.round(centre[[0, -1]]).astype(int)
@@ -198,6 +197,7 @@ def repair_scratches(
     vmin, vmax, _, _ = cv2.minMaxLoc(img)
     # inpaint each repaired line in its own box (the fast-marching method looks INPAINT_RADIUS px out)
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    report.lines = int(n - 1)
     m = INPAINT_RADIUS + 2
     for x, y, w, h, _ in stats[1:]:
         r0, c0, r1, c1 = max(0, y - m), max(0, x - m), min(img.shape[0], y + h + m), min(img.shape[1], x + w + m)
@@ -224,28 +224,14 @@ def _sample(work: np.ndarray, sign: float, p0: tuple[float, float], p1: tuple[fl
     return prof, t, ux, uy, length
 
 
-def _refine(work: np.ndarray, sign: float, p0: tuple[float, float], p1: tuple[float, float], sigma: float
-            ) -> tuple[tuple[float, float], tuple[float, float]] | None:
-    """The run ``p0``-``p1`` (a half-resolution Hough segment: off by a pixel or two, and
-    maybe short of the line's ends) extended by :data:`_EXTEND_PX` at both ends (inside the image)
-    and moved onto the line: a straight fit of the line's centre in the windows where it stands
-    out; None when fewer than two windows show it."""
-    (x0, y0), (x1, y1) = p0, p1
-    length = math.hypot(x1 - x0, y1 - y0)
-    ux, uy = (x1 - x0) / length, (y1 - y0) / length
-    h, w = work.shape
-    ext = []
-    for (x, y), d in (((x0, y0), -1.0), ((x1, y1), 1.0)):  # extend, stopping _HALF px inside the image
-        k = float(_EXTEND_PX)
-        for lim, p, u in ((w - 1, x, ux), (h - 1, y, uy)):
-            if d * u > 1e-9:
-                k = min(k, (lim - _HALF - p) / (d * u))
-            elif d * u < -1e-9:
-                k = min(k, (p - _HALF) / (-d * u))
-        ext.append((x + d * max(k, 0.0) * ux, y + d * max(k, 0.0) * uy))
-    (x0, y0), (x1, y1) = ext
+def _refine(work: np.ndarray, sign: float, p0: tuple[float, float], p1: tuple[float, float], sigma: float,
+            band: int) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """The run ``p0``-``p1`` (a half-resolution Hough segment: off by a pixel or two, and maybe
+    short of the line's ends) moved onto the line (a straight fit of the line's centre in the
+    windows of the run where it stands out) and extended along it to ``band`` px from the image's
+    edges; None when fewer than two windows show it."""
     half = _HALF + _SEARCH
-    prof, t, ux, uy, length = _sample(work, sign, (x0, y0), (x1, y1), half)
+    prof, t, ux, uy, length = _sample(work, sign, p0, p1, half)
     n_win = prof.shape[0] // WINDOW_PX
     if n_win < 2:
         return None
@@ -266,8 +252,22 @@ def _refine(work: np.ndarray, sign: float, p0: tuple[float, float], p1: tuple[fl
     keep = ok & (res <= 1.5)
     if keep.sum() >= 2 and keep.sum() < ok.sum():
         fit = np.polyfit(tc[keep], best_c[keep], 1)
+    (x0, y0), (x1, y1) = p0, p1
     a0, a1 = np.polyval(fit, 0.0), np.polyval(fit, length)
-    return (x0 - a0 * uy, y0 + a0 * ux), (x1 - a1 * uy, y1 + a1 * ux)
+    x0, y0, x1, y1 = x0 - a0 * uy, y0 + a0 * ux, x1 - a1 * uy, y1 + a1 * ux
+    length = math.hypot(x1 - x0, y1 - y0)
+    ux, uy = (x1 - x0) / length, (y1 - y0) / length
+    h, w = work.shape
+    ends = []
+    for (x, y), d in (((x0, y0), -1.0), ((x1, y1), 1.0)):  # extend to the edge band
+        k = float(max(h, w))
+        for lim, q, u in ((w - 1, x, ux), (h - 1, y, uy)):
+            if d * u > 1e-9:
+                k = min(k, (lim - band - q) / (d * u))
+            elif d * u < -1e-9:
+                k = min(k, (q - band) / (-d * u))
+        ends.append((x + d * max(k, 0.0) * ux, y + d * max(k, 0.0) * uy))
+    return ends[0], ends[1]
 
 
 def _test_run(work: np.ndarray, sign: float, p0: tuple[float, float], p1: tuple[float, float], sigma: float,
@@ -277,7 +277,7 @@ def _test_run(work: np.ndarray, sign: float, p0: tuple[float, float], p1: tuple[
     :func:`repair_scratches` (Notes, 3). ``sign`` +1 bright, -1 dark.
 
     Windows of :data:`WINDOW_PX` px where the line stands out (contrast over both sides >
-    :data:`WINDOW_SIGMAS` sigma, and no more than 2 of its pixels (3-pixel running mean) below
+    :data:`WINDOW_SIGMAS` sigma, and no more than 2 of its pixels below
     :data:`MAX_GAP_CONTRAST` of that contrast) are chained; each chain at least ``min_len`` px
     long whose centre wanders by at most :data:`MAX_WANDER_PX` and whose width at half contrast
     is at most ``max_width + 1`` px is a scratch."""
@@ -293,13 +293,15 @@ def _test_run(work: np.ndarray, sign: float, p0: tuple[float, float], p1: tuple[
     left = win[:, _HALF - _SIDE[1]: _HALF - _SIDE[0] + 1].mean(axis=1)
     right = win[:, _HALF + _SIDE[0]: _HALF + _SIDE[1] + 1].mean(axis=1)
     contrast = peak - np.maximum(left, right)
-    # pixel by pixel at the window's centre offset (3-pixel running mean): a row of text or a chain
-    # of blobs falls back to its sides between characters
+    # pixel by pixel, the extreme of the window's centre offset +-1 (a 1-px line lies between two
+    # samples): a row of text or a chain of blobs falls back to its sides between characters
     col = _HALF - _CORE + np.repeat(peak_i, WINDOW_PX)
     side = np.maximum(prof[:, _HALF - _SIDE[1]: _HALF - _SIDE[0] + 1].mean(axis=1),
                       prof[:, _HALF + _SIDE[0]: _HALF + _SIDE[1] + 1].mean(axis=1))
-    per = np.convolve(prof[np.arange(col.size), col] - side, np.ones(3) / 3, mode="same")
-    gaps = (per.reshape(n_win, WINDOW_PX) < MAX_GAP_CONTRAST * contrast[:, None]).sum(axis=1)
+    r = np.arange(col.size)
+    per = np.maximum(np.maximum(prof[r, col - 1], prof[r, col]), prof[r, col + 1]) - side
+    pw = per.reshape(n_win, WINDOW_PX)
+    gaps = (pw < MAX_GAP_CONTRAST * contrast[:, None]).sum(axis=1)
     good = (contrast > WINDOW_SIGMAS * sigma) & (gaps <= 2)
     hits = []
     edges = np.flatnonzero(np.diff(np.r_[0, good.astype(np.int8), 0]))
@@ -325,7 +327,12 @@ def _test_run(work: np.ndarray, sign: float, p0: tuple[float, float], p1: tuple[
         if width > max_width + 1:
             continue
         tw = t[a * WINDOW_PX: b * WINDOW_PX]
-        tc = np.r_[tw[0], tw.reshape(b - a, WINDOW_PX).mean(axis=1), tw[-1]]
+        # the ends: the first and last pixels of the end windows where the line is at half contrast
+        head = np.flatnonzero(per[a * WINDOW_PX: (a + 1) * WINDOW_PX] >= contrast[a] / 2)
+        tail = np.flatnonzero(per[(b - 1) * WINDOW_PX: b * WINDOW_PX] >= contrast[b - 1] / 2)
+        t0 = tw[head[0]] if head.size else tw[0]
+        t1 = tw[(b - a - 1) * WINDOW_PX + tail[-1]] if tail.size else tw[-1]
+        tc = np.r_[t0, tw.reshape(b - a, WINDOW_PX).mean(axis=1), t1]
         sh = np.r_[shift[0], shift, shift[-1]]
         hits.append((np.column_stack([x0 + tc * ux - sh * uy, y0 + tc * uy + sh * ux]), width, c))
     return hits
