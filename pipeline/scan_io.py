@@ -12,6 +12,7 @@ import io
 import logging
 import math
 import struct
+import threading
 import warnings
 from pathlib import Path
 
@@ -111,15 +112,12 @@ def load_scan(path: str | Path, *, default_dpi: float, max_pixels: int) -> Scan:
 
 def _decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple | None, str]:
     """Decode ``data``; return (gray pixels, dpi tuple or None, format)."""
-    # Pillow's own bomb guard warns above MAX_IMAGE_PIXELS and raises above twice
-    # that; align it with our limit so that our explicit check below decides.
-    Image.MAX_IMAGE_PIXELS = int(max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             # damaged EXIF metadata does not touch the pixels (a damaged image fails below)
             warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
-            im = Image.open(io.BytesIO(data))
+            im = _open_image(data, max_pixels)
             fmt = im.format or "unknown"
             w, h = im.size
             if w * h > max_pixels:
@@ -161,6 +159,27 @@ def _decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple | None, str
     if arr.ndim != 2:
         raise UnsupportedScanError(f"scan decoded to an array of shape {arr.shape}; expected a 2-D grayscale image")
     return np.ascontiguousarray(arr), dpi, "TIFF" if fmt == "TIFF" else ("JPEG" if fmt in ("JPEG", "MPO") else fmt)
+
+
+def _open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """``Image.open`` of ``data`` with Pillow's decompression-bomb guard (a warning above
+    ``Image.MAX_IMAGE_PIXELS``, an error above twice that) set to ``max_pixels`` for this call
+    only: the process-wide setting is restored after, so no later Pillow user in the process
+    (another film's limit, a review page thumbnail) inherits this scan's limit. A multi-frame
+    file's frames are counted (and their sizes checked) inside the call. Serialised by a lock:
+    the setting is one global."""
+    with _BOMB_GUARD_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = int(max_pixels)
+        try:
+            im = Image.open(io.BytesIO(data))
+            getattr(im, "n_frames", 1)
+            return im
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+_BOMB_GUARD_LOCK = threading.Lock()
 
 
 def _tiff_is_16bit_colour(im: Image.Image) -> bool:

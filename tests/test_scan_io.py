@@ -222,6 +222,23 @@ def test_just_over_the_limit(tmp_path):
     assert load_scan(p, default_dpi=150, max_pixels=100 * 100).pixels.shape == (100, 100)
 
 
+def test_limit_is_not_left_on_pillow(tmp_path):
+    """A scan's max_pixels is Pillow's bomb guard for that scan only: a small limit once set
+    used to stay process-wide, and a later, larger image opened by anyone in the process
+    (the next film, a test, a review thumbnail) was refused as a bomb."""
+    before = Image.MAX_IMAGE_PIXELS
+    small, big = tmp_path / "small.png", tmp_path / "big.png"
+    Image.fromarray(gradient(np.uint8, (100, 100))).save(small)
+    Image.fromarray(gradient(np.uint8, (300, 300))).save(big)
+    assert load_scan(small, default_dpi=150, max_pixels=100 * 100).pixels.shape == (100, 100)
+    assert Image.MAX_IMAGE_PIXELS == before
+    with Image.open(big) as im:  # 9x the small scan's limit: would raise if that limit stayed
+        assert im.size == (300, 300)
+    with pytest.raises(ScanTooLargeError):
+        load_scan(big, default_dpi=150, max_pixels=100 * 100)
+    assert Image.MAX_IMAGE_PIXELS == before
+
+
 def test_float_tiff(tmp_path):
     p = tmp_path / "f.tif"
     tifffile.imwrite(p, np.ones((80, 80), np.float32))
