@@ -22,6 +22,9 @@ MAX_WIDTH_PX = 3
 MIN_LENGTH_MM = 25.0
 #: A pixel is a line candidate when its top-hat residual exceeds this many noise sigmas ...
 CANDIDATE_SIGMAS = 3.0
+#: ... and is in the top 5 % of the residual (on low-noise films fine texture would otherwise fill a
+#: third of the image and drown the lines in the Hough transform).
+CANDIDATE_SHARE = 0.05
 #: ... and a scratch is a chain of windows of :data:`WINDOW_PX` px along a straight run in each of
 #: which the line, averaged, exceeds both its sides by this many sigmas ...
 WINDOW_SIGMAS = 2.0
@@ -110,13 +113,16 @@ def repair_scratches(
        2 x 2 pixels (a 1-px line keeps its contrast-to-noise ratio; the Hough transform gets
        a quarter of the points).
     2. Candidates: residual above its median by :data:`CANDIDATE_SIGMAS` times its noise
-       (sigma / 2), outside a band of :data:`EDGE_BAND_IN` in + 7 px along the image's edges
-       (the film's rim, rounded corners and any sliver of bed draw lines there); straight
-       runs of at least ``min_length_mm`` found among them by the progressive probabilistic
-       Hough transform (``cv2.HoughLinesP`` at half resolution, 1 deg steps, votes >= half
-       the length, gaps <= 2 half-resolution px).
+       (sigma / 2) and in its top :data:`CANDIDATE_SHARE`, outside a band of
+       :data:`EDGE_BAND_IN` in + 7 px along the image's edges (the film's rim, rounded
+       corners and any sliver of bed draw lines there); straight runs of at least half of
+       ``min_length_mm`` found among them by the progressive probabilistic Hough transform
+       (``cv2.HoughLinesP`` at half resolution, 1 deg steps, votes >= half the run's
+       length, gaps <= 2 half-resolution px): a gently curved line leaves Hough's 1-px
+       corridor, so runs are looked for shorter than the scratches kept.
     3. Each run is moved onto the line (a straight fit of the line's centre, searched +-4 px,
-       in windows of :data:`WINDOW_PX` px), extended along it to the edge band, and tested on the image itself: cross-sections (+-7 px, bilinear, one per pixel along the
+       in windows of :data:`WINDOW_PX` px), extended along it to the edge band, and tested
+       on the image itself: cross-sections (+-7 px, bilinear, one per pixel along the
        run) averaged per window; a window is good when the line (the extreme of the centre
        +-2 px) exceeds *both* sides (4-7 px away) by :data:`WINDOW_SIGMAS` sigma (an edge
        fails) and at most 2 of its pixels fall below
@@ -164,15 +170,17 @@ def repair_scratches(
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * max_width_px + 1,) * 2)
     work = img.astype(np.float32)
     mask = np.zeros(img.shape, np.uint8)
-    half_len = max(8, min_len // 2)
+    half_len = max(8, min_len // 4)  # runs of half the length: the chain test decides
     for pol in (("bright", "dark") if polarity == "both" else (polarity,)):
         op = cv2.MORPH_TOPHAT if pol == "bright" else cv2.MORPH_BLACKHAT
         # residual at half resolution (2x2 means: a 1-px line keeps its contrast-to-noise ratio,
         # 2-3 px lines gain, the Hough transform has a quarter of the points)
         resid = cv2.resize(cv2.morphologyEx(img, op, disc, borderType=cv2.BORDER_REPLICATE), None, fx=0.5, fy=0.5,
                            interpolation=cv2.INTER_AREA)
-        base = float(np.median(resid[::3, ::3]))  # the residual of noise alone is biased upwards
-        cand = cv2.compare(resid, base + CANDIDATE_SIGMAS * s / 2, cv2.CMP_GT)
+        # above the median (the residual of noise alone is biased upwards) by CANDIDATE_SIGMAS times
+        # its noise, and in its top CANDIDATE_SHARE (fine texture of a low-noise film)
+        base, cap = np.percentile(resid[::3, ::3], [50, 100 - 100 * CANDIDATE_SHARE])
+        cand = cv2.compare(resid, max(float(base) + CANDIDATE_SIGMAS * s / 2, float(cap)), cv2.CMP_GT)
         del resid
         hb = (band + 1) // 2
         cand[:hb], cand[-hb:], cand[:, :hb], cand[:, -hb:] = 0, 0, 0, 0
