@@ -348,7 +348,6 @@ def straighten(
         if r1 - r0 < 2 or c1 - c0 < 2:
             raise FilmNotFoundError("film region is degenerate; check the scan")
         film = img[r0:r1, c0:c1].copy()
-        film = img[r0:r1, c0:c1].copy()
     else:
         film = cv2.warpAffine(
             img, m_crop, (c1 - c0, r1 - r0), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=fill

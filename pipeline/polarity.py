@@ -103,17 +103,21 @@ def assess(image: np.ndarray) -> PolarityAssessment:
     if min(img.shape) <= 2 * w:
         return PolarityAssessment(False, -DECISION_OFFSET, False, 0.0, 0.0)
     if img.dtype in (np.uint8, np.uint16):
-        # exact order statistics from integer histograms (one cv2.calcHist pass, no sort, no float copy)
-        h_inner = _histogram(img[w:-w, w:-w])
+        # exact order statistics from integer histograms (one cv2.calcHist pass, no sort, no float
+        # copy), one bin per value from the scan's minimum to its maximum (a 12-bit scan: 4096 bins
+        # to add up, not 65536)
+        vmin, vmax, _, _ = cv2.minMaxLoc(img)
+        lo, span = int(vmin), int(vmax) - int(vmin) + 1
+        h_inner = _histogram(img[w:-w, w:-w], lo, span)
         # the border once (two full rows of strips, two side strips between them), then its corners
-        h_strips = _histogram(np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[w:-w, :w].ravel(), img[w:-w, -w:].ravel()]))
+        h_strips = _histogram(np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[w:-w, :w].ravel(), img[w:-w, -w:].ravel()]), lo, span)
         h_all = h_inner + h_strips
         # the ring of 4 full strips counts the corners twice
-        h_ring = h_strips + _histogram(np.concatenate([a.ravel() for a in (img[:w, :w], img[:w, -w:], img[-w:, :w], img[-w:, -w:])]))
+        h_ring = h_strips + _histogram(np.concatenate([a.ravel() for a in (img[:w, :w], img[:w, -w:], img[-w:, :w], img[-w:, -w:])]), lo, span)
         c_all, c_ring = np.cumsum(h_all), np.cumsum(h_ring)
-        p5, p95 = _percentile_from_cum(c_all, 5), _percentile_from_cum(c_all, 95)
-        r25, r_med, r75 = (_percentile_from_cum(c_ring, q) for q in (25, 50, 75))
-        inner_med = _percentile_from_cum(np.cumsum(h_inner), 50)
+        p5, p95 = (lo + _percentile_from_cum(c_all, q) for q in (5, 95))
+        r25, r_med, r75 = (lo + _percentile_from_cum(c_ring, q) for q in (25, 50, 75))
+        inner_med = lo + _percentile_from_cum(np.cumsum(h_inner), 50)
     else:
         ring = np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[:, :w].ravel(), img[:, -w:].ravel()]).astype(np.float64)
         p5, p95 = np.percentile(img, [5, 95])
@@ -159,18 +163,21 @@ def detect_inverted(image: np.ndarray) -> bool:
     return assess(image).inverted
 
 
-def _histogram(a: np.ndarray) -> np.ndarray:
-    """Exact int64 histogram of a uint8/uint16 array, one bin per value (cv2.calcHist
-    counts in float32, exact below 2**24 per call, so large images go in row chunks)."""
-    bins = 256 if a.dtype == np.uint8 else 65536
+def _histogram(a: np.ndarray, lo: int = 0, bins: int | None = None) -> np.ndarray:
+    """Exact int64 histogram of a uint8/uint16 array whose values lie in ``[lo, lo + bins)``,
+    one bin per value (bin ``i`` counts the value ``lo + i``; default: the whole dtype).
+    cv2.calcHist counts in float32, exact below 2**24 per call, so large images go in row chunks."""
+    if bins is None:
+        bins = 256 if a.dtype == np.uint8 else 65536
     if a.size < 1 << 16:  # small strips and corners: bincount beats calcHist's per-call setup
-        return np.bincount(a.ravel(), minlength=bins).astype(np.int64, copy=False)
+        v = a.ravel() - a.dtype.type(lo) if lo else a.ravel()
+        return np.bincount(v, minlength=bins).astype(np.int64, copy=False)
     if a.ndim == 1:
         a = a.reshape(-1, 1)  # a column: the row chunks below bound each call's count
     h = np.zeros(bins, dtype=np.int64)
     rows = max(1, (1 << 23) // max(1, a.shape[1]))
     for r in range(0, a.shape[0], rows):
-        h += cv2.calcHist([a[r : r + rows]], [0], None, [bins], [0, bins]).ravel().astype(np.int64)
+        h += cv2.calcHist([a[r : r + rows]], [0], None, [bins], [lo, lo + bins]).ravel().astype(np.int64)
     return h
 
 

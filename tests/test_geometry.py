@@ -297,6 +297,17 @@ def test_polarity_histogram_statistics_match_numpy(dtype):
         assert h.sum() == img.size
         for q in (0, 5, 25, 50, 75, 95, 100):
             assert _percentile_from_hist(h, q) == pytest.approx(float(np.percentile(img, q)), rel=1e-9, abs=1e-9)
+        # over the values' own span only (bin i counts lo + i), as assess uses it: small (bincount)
+        # and large (calcHist) arrays alike
+        for big in (False, True):
+            part = np.tile(img, (40, 40)) if big and img.size < 1 << 16 else img
+            lo, hi = int(part.min()) + 1, int(part.max()) - 1
+            part = np.clip(part, lo, hi)
+            hs = _histogram(part, lo, hi - lo + 1)
+            assert hs.size == hi - lo + 1 and hs.sum() == part.size
+            np.testing.assert_array_equal(hs, np.bincount(part.ravel().astype(np.int64) - lo, minlength=hi - lo + 1))
+            for q in (0, 5, 50, 95, 100):
+                assert lo + _percentile_from_hist(hs, q) == pytest.approx(float(np.percentile(part, q)), rel=1e-9, abs=1e-9)
 
 
 def _inverted_by_numpy(img: np.ndarray) -> bool:
