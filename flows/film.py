@@ -176,6 +176,9 @@ def _process(
         if settings.denoise.scratches:
             film, scratch_report = scratches.repair_scratches(film, dpi=scan.dpi)
             record["scratches_repaired"] = scratch_report.lines
+            if scratch_report.lines:  # a straight device line passes for a scratch: say so to the reviewer
+                record.setdefault("notes", []).append(
+                    f"{scratch_report.lines} thin straight line(s) inpainted as film scratches (denoise.scratches)")
         film = denoise_mod.denoise(film, method=settings.denoise.method, strength=settings.denoise.strength,
                                    despeckle=settings.denoise.despeckle)
     record.update(phash=qc_phash.film_phash(film), polarity_margin=round(polarity_margin, 3),

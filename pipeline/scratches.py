@@ -1,9 +1,11 @@
 """Thin film scratches: find long, thin, nearly straight lines brighter (emulsion scraped off) or
 darker than both their sides, and inpaint only their pixels, keeping the dtype and range.
 
-A guidewire, a catheter, a pacemaker lead or a thin bone cortex also draw thin lines on a film;
-nothing in the pixels tells a straight catheter from a straight scratch (bench/README.md,
-"Scratch repair"), which is why the flow runs this step only when ``denoise.scratches`` is set.
+A guidewire, a catheter, a pacemaker lead or a thin bone cortex also draw thin lines on a film,
+and nothing in the pixels tells a straight catheter from a straight scratch: on the generated
+set, planted straight catheters lose 14 % of their pixels on average (up to all of them) and a
+stretch of a real tube in one radiograph was inpainted (bench/README.md, "Scratch repair"). The
+flow therefore runs this step only when ``denoise.scratches`` is set.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ def repair_scratches(
        on the image itself: cross-sections (+-7 px, bilinear, one per pixel along the
        run) averaged per window; a window is good when the line (the extreme of the centre
        +-2 px) exceeds *both* sides (4-7 px away) by :data:`WINDOW_SIGMAS` sigma (an edge
-       fails) and at most 2 of its pixels fall below
+       fails) and at most 2 of its pixels (the extreme of the centre +-1 px) fall below
        :data:`MAX_GAP_CONTRAST` of that contrast (a row of text or a chain of blobs fails).
        A chain of good windows at least ``min_length_mm`` long whose centre wanders by at
        most :data:`MAX_WANDER_PX` px and whose width at half contrast is at most
@@ -134,9 +136,13 @@ def repair_scratches(
        ``cv2.inpaint`` (Telea), which takes 8-bit, 16-bit unsigned and 32-bit float
        single-channel images; nothing else changes.
 
-    A straight catheter or line of a device, or a straight bone edge as thin, is repaired as
-    a scratch if it passes these tests (measured in bench/scratches.py): the flow runs this step
-    only when asked (``denoise.scratches``).
+    Measured (bench/scratches.py, 100 generated patches, bench/README.md): 66 % of the visible
+    pixels of scratches >= 25 mm inpainted, 55 % within 3 sigma of the noise-free film; curved
+    guidewires, plain anatomy, label text and two real digitized films untouched; planted
+    straight catheters lose 14 % of their pixels on average, and a real tube was partly
+    inpainted: a straight device line that passes these tests is repaired as a scratch. The
+    flow runs this step only when asked (``denoise.scratches``). Not looked for: scratches
+    shorter than ``min_length_mm`` or within :data:`EDGE_BAND_IN` in + 7 px of the edge.
 
     References
     ----------

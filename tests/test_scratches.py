@@ -204,6 +204,7 @@ def test_flag_routes_through_the_flow(tmp_path):
                                       staging_dir=staging)
     assert "scratches_repaired" not in outcomes[False].record
     assert outcomes[True].record["scratches_repaired"] >= 1
+    assert any("inpainted as film scratches" in n for n in outcomes[True].record["notes"])
     for flag, out in outcomes.items():
         assert out.state == "processed" and out.staged_path, (out.state, out.record.get("qc_flags"))
         desc = pydicom.dcmread(out.staged_path).DerivationDescription
