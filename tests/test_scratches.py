@@ -34,6 +34,8 @@ from conftest import SHARED_DATA
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_scans"
 DPI = 150.0
+LABEL = {"PatientName": "EVAL^FILM", "PatientID": "0000000", "PatientBirthDate": "19700101", "StudyDate": "20200101",
+         "AccessionNumber": "E0000000"}
 
 
 @pytest.fixture(scope="module")
@@ -133,14 +135,30 @@ def test_plain_anatomy_is_untouched(clean12, dtype):
 @pytest.mark.parametrize("dpi", [100.0, 200.0, 300.0])
 def test_label_text_is_untouched(dpi):
     cap = max(12, int(round(2.5 / 25.4 * dpi)))
-    lab = render_label({"PatientName": "EVAL^FILM", "PatientID": "0000000", "PatientBirthDate": "19700101",
-                        "StudyDate": "20200101", "AccessionNumber": "E0000000"}, cap_height_px=cap)
+    lab = render_label(LABEL, cap_height_px=cap)
     canvas = np.full((lab.shape[0] + 80, lab.shape[1] + 80), 0.3)
     canvas[40:-40, 40:-40] = 0.08 + 0.78 * lab
     film = cv2.GaussianBlur(canvas, (0, 0), 0.6) + np.random.default_rng(5).normal(0, 0.01, canvas.shape)
     img = np.clip(np.rint(film * 4095), 0, 4095).astype(np.uint16)
     out, rep = repair_scratches(img, dpi=dpi)
     np.testing.assert_array_equal(out, img)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_film_rim_is_not_a_scratch(clean12, seed):
+    """A straightened film's darker rim, rounded corners and slivers of bed draw long straight
+    lines along its edges: none is taken for a scratch (filmflow.synth film, straightened by
+    pipeline.geometry as the flow does)."""
+    from filmflow.synth import make_film_scan
+    from pipeline.geometry import straighten
+
+    radiograph = np.clip((clean12 - clean12.min()) / np.ptp(clean12), 0, 1)
+    scan, _ = make_film_scan(radiograph, LABEL, rng=np.random.default_rng(seed), skew_deg=3.0 + seed,
+                             dpi=150.0, film_size_in=(4.0, 5.0), bits=16, bits_stored=12, noise=0.01, dust=False)
+    film, _ = straighten(scan, max_skew_deg=20)
+    out, rep = repair_scratches(film, dpi=150.0)
+    np.testing.assert_array_equal(out, film)
+    assert rep.lines == 0
 
 
 def test_sixteen_bit_detail_is_kept(clean12):
