@@ -21,8 +21,9 @@ Prints markdown tables (paste into bench/README.md with date and machine):
   rule, after the median-only rule it replaced, and with no speck repair;
 * time per film: assess + find_film_or_content + straighten + denoise (bilateral) vs an I/O floor
   (load_scan of an uncompressed TIFF + writing the film as uncompressed DICOM with pydicom), per
-  film size class (small eval films, 8x10 in at 300 DPI, 14x17 in at 150 DPI), CPU time, the code
-  at BASELINE_REV timed beside the current code in the same run.
+  film size class (small eval films, 8x10 in at 300 DPI, 14x17 in at 150 DPI), CPU time, each step
+  and the floor timed alone, and the flow's read -> stage -> write timed in sequence; the code at
+  BASELINE_REV timed alone in the same run.
 """
 
 from __future__ import annotations
@@ -338,22 +339,60 @@ def cpu_best(f, repeats: int):
     return best, out
 
 
+def _write_uncompressed(out: np.ndarray, bits_stored: int, target) -> None:
+    """The I/O floor's write: the film as an uncompressed DICOM (a bare SC header), with pydicom."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+    ds.Rows, ds.Columns = out.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = 16 if out.dtype == np.uint16 else 8
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits_stored, bits_stored - 1, 0
+    ds.PixelData = out.tobytes()
+    ds.save_as(target, enforce_file_format=True)
+
+
+def _stage(m: dict, scan: np.ndarray):
+    """The flow's own calls of the stage (flows/film.py) with the modules ``m``; returns the four
+    parts' callables (each returns its result) chained on ``scan``."""
+    geo, dn, pol = m["geometry"], m["denoise"], m["polarity"]
+    assess = pol.assess if hasattr(pol, "assess") else pol.detect_inverted  # older code: no assess
+
+    def find():
+        if hasattr(geo, "find_film_or_content"):
+            return geo.find_film_or_content(scan, min_confidence=CONTENT_MIN_CONF)
+        return geo.find_film(scan)
+
+    return assess, find, lambda det: geo.straighten(scan, max_skew_deg=20, detection=det)[0], \
+        lambda film: dn.denoise(film, method="bilateral", strength=1.0)
+
+
 def run_timing(k: int, repeats: int = 3, baseline_rev: str | None = BASELINE_REV) -> None:
     """Time per film of the geometry + denoise stage vs the I/O floor, per film size class.
 
     Parts as in flows/film.py: polarity check (``assess`` on the scan), ``find_film_or_content``
-    (``find_film`` plus the bed-border check; the default ``geometry.content_skew_min_confidence``),
-    ``straighten`` (one warp + crop) and bilateral ``denoise`` of the film; I/O floor: ``load_scan``
-    of the scan saved as an uncompressed TIFF + writing the film as an uncompressed DICOM file
-    (pydicom; also reported written to memory). Each part: best of ``repeats`` runs, CPU time of this process (user + system, one
-    thread), so other jobs on a shared machine inflate it less than wall time. The code at
-    ``baseline_rev`` runs on the same films in the same run.
+    (the default ``geometry.content_skew_min_confidence``), ``straighten`` (one warp + crop) and
+    bilateral ``denoise`` of the film. I/O floor: ``load_scan`` of the scan saved as an
+    uncompressed TIFF + writing the film as an uncompressed DICOM file (pydicom, bare header).
+    CPU time of this process (user + system, one thread), best of ``repeats``, measured two ways:
+
+    * alone: each part, and the floor, called ``repeats`` times in a row on one film (warm
+      caches, the allocator's memory reused): the cost of the step itself; the floor is then the
+      time of a job that *only* reads the TIFF and writes the DICOM;
+    * in sequence: film after film, read -> stage -> write, as the flow runs them, ``repeats``
+      passes over the class (best pass per film and step); here the read and write pay for the
+      caches and fresh memory the stage left behind.
+
+    The code at ``baseline_rev`` is timed alone on the same films, after the current code, never
+    between a floor's calls: the tables up to session 3 timed the floor in rounds after both
+    versions' stage, which inflated it (bench/README.md, session 4).
     """
     import os
-
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
     from pipeline import polarity
 
@@ -368,67 +407,77 @@ def run_timing(k: int, repeats: int = 3, baseline_rev: str | None = BASELINE_REV
     rows = []
     with tempfile.TemporaryDirectory() as td:
         for cname, films in classes.items():
-            per = {v: [] for v in versions}  # version -> list of (polarity, find, straighten, denoise)
-            floors, floors_mem, mpx = [], [], []
+            paths = []
             for i, (scan, truth) in enumerate(films):
-                path = Path(td) / f"s{i}.tif"
-                Image.fromarray(scan).save(path, dpi=(truth["dpi"], truth["dpi"]))  # uncompressed
-                def io_floor(target, out):
-                    s = load_scan(path, default_dpi=150, max_pixels=10**9)
-                    ds = pydicom.Dataset()
-                    ds.file_meta = FileMetaDataset()
-                    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-                    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
-                    ds.Rows, ds.Columns = out.shape
-                    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-                    ds.BitsAllocated = 16 if out.dtype == np.uint16 else 8
-                    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = s.bits_stored, s.bits_stored - 1, 0
-                    ds.PixelData = out.tobytes()
-                    ds.save_as(target() if callable(target) else target, enforce_file_format=True)
+                paths.append(Path(td) / f"{len(rows)}_{i}.tif")
+                Image.fromarray(scan).save(paths[-1], dpi=(truth["dpi"], truth["dpi"]))  # uncompressed
+            # alone: the floor, then each version's parts, each in a tight loop on one film
+            floors = []
+            per = {v: [] for v in versions}
+            for (scan, truth), path in zip(films, paths):
+                assess, find, straight, dn = _stage(now, scan)
+                out = dn(straight(find()))
 
-                # rounds: every part of every version and the floor once per round, so that the
-                # best of each is taken over the same stretch of (shared-machine) time
-                best = {v: [float("inf")] * 4 for v in versions}
-                fl = [float("inf")] * 2
-                for _ in range(repeats):
-                    for vname, m in versions.items():
-                        geo, dn, pol = m["geometry"], m["denoise"], m["polarity"]
-                        # the flow's own calls (flows/film.py); the baseline had no assess / content fallback
-                        tp, _ = cpu_best(lambda: (pol.assess if hasattr(pol, "assess") else pol.detect_inverted)(scan), 1)
-                        if hasattr(geo, "find_film_or_content"):
-                            tf, det = cpu_best(lambda: geo.find_film_or_content(scan, min_confidence=CONTENT_MIN_CONF), 1)
-                        else:
-                            tf, det = cpu_best(lambda: geo.find_film(scan), 1)
-                        ts, (film, _) = cpu_best(lambda: geo.straighten(scan, max_skew_deg=20, detection=det), 1)
-                        td_, out = cpu_best(lambda: dn.denoise(film, method="bilateral", strength=1.0), 1)
-                        best[vname] = [min(a, b) for a, b in zip(best[vname], (tp, tf, ts, td_))]
-                    fl[0] = min(fl[0], cpu_best(lambda: io_floor(Path(td) / "film.dcm", out), 1)[0])
-                    fl[1] = min(fl[1], cpu_best(lambda: io_floor(io.BytesIO, out), 1)[0])
-                for vname in versions:
-                    per[vname].append(tuple(best[vname]))
-                floors.append(fl[0])
-                floors_mem.append(fl[1])
-                mpx.append(scan.size / 1e6)
-            floor, floor_mem = float(np.median(floors)), float(np.median(floors_mem))
+                def io_floor():
+                    s = load_scan(path, default_dpi=150, max_pixels=10**9)
+                    _write_uncompressed(out, s.bits_stored, Path(td) / "film.dcm")
+
+                floors.append(cpu_best(io_floor, repeats)[0])
+                for vname, m in versions.items():
+                    assess, find, straight, dn = _stage(m, scan)
+                    tp, _ = cpu_best(assess_on(assess, scan), repeats)
+                    tf, det = cpu_best(find, repeats)
+                    ts, film = cpu_best(lambda: straight(det), repeats)
+                    tdn, _ = cpu_best(lambda: dn(film), repeats)
+                    per[vname].append((tp, tf, ts, tdn))
+            # in sequence: read -> stage -> write, film after film (current code only)
+            seq = np.full((len(films), 3), np.inf)
+            for _ in range(repeats):
+                for i, path in enumerate(paths):
+                    t0 = time.process_time()
+                    s = load_scan(path, default_dpi=150, max_pixels=10**9)
+                    t1 = time.process_time()
+                    assess, find, straight, dn = _stage(now, s.pixels)
+                    assess(s.pixels)
+                    out = dn(straight(find()))
+                    t2 = time.process_time()
+                    _write_uncompressed(out, s.bits_stored, Path(td) / f"out{i}.dcm")
+                    t3 = time.process_time()
+                    seq[i] = np.minimum(seq[i], (t1 - t0, t2 - t1, t3 - t2))
+            floor = float(np.median(floors))
+            seq_io = seq[:, 0] + seq[:, 2]
             for vname, parts in per.items():
-                med = np.median(np.asarray(parts), axis=0)  # median film of the class, per part
-                total = float(np.median(np.asarray(parts).sum(axis=1)))
-                # the batch: all the class's stage time over all its I/O floor time (= mean film / mean floor)
-                batch = float(np.asarray(parts).sum() / np.sum(floors))
-                rows.append((cname, f"{np.median(mpx):.1f}", len(films), vname, floor_mem, floor, *med, total, total / floor, batch))
+                a = np.asarray(parts)
+                med = np.median(a, axis=0)  # median film of the class, per part
+                total = float(np.median(a.sum(axis=1)))
+                batch = float(a.sum() / np.sum(floors))  # a batch's mean film against its mean floor
+                if vname == "now":
+                    seq_cols = (float(np.median(seq_io)), float(np.median(seq[:, 1])),
+                                float(np.median(seq[:, 1] / seq_io)), float(seq[:, 1].sum() / seq_io.sum()))
+                else:
+                    seq_cols = None
+                rows.append((cname, f"{np.median([f[0].size for f in films]) / 1e6:.1f}", len(films), vname,
+                             floor, *med, total, total / floor, batch, seq_cols))
     load1 = os.getloadavg()
     print(f"\n### Time per film, geometry + denoise stage vs the I/O floor (one core; CPU ms, best of {repeats}, "
           f"median film of each class; load average {load0[0]:.1f} -> {load1[0]:.1f} on {os.cpu_count()} CPUs)\n")
-    print("| film class | scan Mpx | films | code | floor, DICOM to memory | I/O floor | polarity | find | straighten | "
-          "denoise | total | total / floor | batch: sum / sum |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for c, mp, n, v, flm, fl, tp, tf, ts, tdn, tot, ratio, batch in rows:
-        print(f"| {c} | {mp} | {n} | {v} | {1000 * flm:.1f} | {1000 * fl:.1f} | {1000 * tp:.1f} | {1000 * tf:.1f} | "
-              f"{1000 * ts:.1f} | {1000 * tdn:.1f} | {1000 * tot:.1f} | **{ratio:.2f}x** | {batch:.2f}x |")
-    print("\nI/O floor: load_scan of the uncompressed TIFF + pydicom write of the uncompressed film to a file "
-          "(temp dir); the column before it writes to memory instead. Parts are medians over the class's films; "
-          "total is the median film's sum; the ratio is to the median I/O floor; batch: the stage's CPU time summed "
-          "over the class's films over their I/O floors summed (a batch's mean film against its mean floor).")
+    print("| film class | scan Mpx | films | code | I/O floor, alone | polarity | find | straighten | denoise | "
+          "stage total | **stage / floor, alone** | batch | in sequence: read + write | stage | stage / (read + write) | batch |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for c, mp, n, v, fl, tp, tf, ts, tdn, tot, ratio, batch, sq in rows:
+        tail = (f"{1000 * sq[0]:.1f} | {1000 * sq[1]:.1f} | {sq[2]:.2f}x | {sq[3]:.2f}x" if sq else " | | | ")
+        print(f"| {c} | {mp} | {n} | {v} | {1000 * fl:.1f} | {1000 * tp:.1f} | {1000 * tf:.1f} | "
+              f"{1000 * ts:.1f} | {1000 * tdn:.1f} | {1000 * tot:.1f} | **{ratio:.2f}x** | {batch:.2f}x | {tail} |")
+    print("\nAlone: each step (and the floor: load_scan of the uncompressed TIFF + pydicom write of the film, "
+          "uncompressed, to a file) called in a row on one film; parts and floor are medians over the class's films, "
+          "the stage total is the median film's sum. In sequence: read -> stage -> write film after film, as the "
+          "flow runs; ratios per film (median) and over the batch (sums). Batch columns: all the class's stage time "
+          "over all its floor time.")
+
+
+def assess_on(assess, scan):
+    """``assess(scan)`` as a callable for :func:`cpu_best`."""
+    return lambda: assess(scan)
 
 
 def main(argv: list[str] | None = None) -> None:
