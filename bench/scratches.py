@@ -163,24 +163,23 @@ def run(n: int, films: int, repeats: int) -> None:
         off = ~cv2.dilate(np.uint8(sum(s["m"] for s in info) > 0.02), np.ones((9, 9), np.uint8)).astype(bool)
         rows.setdefault("scratched", []).append((psnr(c, yq, top), psnr(c, out, top), psnr(c, x, top),
                                                  float(np.mean(out[off] != yq[off])), rep.pixels))
-        # 2. guidewire (must survive), in scan and reference
+        def planted(name: str, m: np.ndarray, a: float) -> None:
+            """Plant the line ``m`` (coverage) at strength ``a`` toward clear film, in the scan and
+            the reference, repair, and record how much of the line and the patch changed."""
+            yl, cl = q(toward(x.astype(np.float64), m, a, CLEAR * top), x.dtype, top), toward(c, m, a, CLEAR * top)
+            out, rep = repair_scratches(yl, dpi=dpi, sigma=sigma)
+            body = m > 0.5
+            rows.setdefault(name, []).append((psnr(cl, yl, top), psnr(cl, out, top), float(np.mean(out[body] != yl[body])),
+                                              float(np.mean(out != yl)), rep.pixels))
+
+        # 2. guidewire (must survive): curved, 2-3 px
         radius = rng.uniform(15, 60) / 25.4 * dpi
         m = coverage(x.shape, arc_path(rng, x.shape, radius, rng.uniform(60, 180)), float(rng.integers(2, 4)))
-        a = float(rng.uniform(0.5, 0.9))
-        yg, cg = q(toward(x.astype(np.float64), m, a, CLEAR * top), x.dtype, top), toward(c, m, a, CLEAR * top)
-        out, rep = repair_scratches(yg, dpi=dpi, sigma=sigma)
-        body = m > 0.5
-        rows.setdefault("guidewire", []).append((psnr(cg, yg, top), psnr(cg, out, top), float(np.mean(out[body] != yg[body])),
-                                                 float(np.mean(out != yg)), rep.pixels))
+        planted("guidewire", m, float(rng.uniform(0.5, 0.9)))
         # 3. catheter (must survive): straight, 1-2 px, 15-60 mm
         length = rng.uniform(15, 60) / 25.4 * dpi
         m = coverage(x.shape, line_path(rng, x.shape, length, 0.0), float(rng.integers(1, 3)))
-        a = float(rng.uniform(0.15, 0.5))
-        yc, cc = q(toward(x.astype(np.float64), m, a, CLEAR * top), x.dtype, top), toward(c, m, a, CLEAR * top)
-        out, rep = repair_scratches(yc, dpi=dpi, sigma=sigma)
-        body = m > 0.5
-        rows.setdefault("catheter", []).append((psnr(cc, yc, top), psnr(cc, out, top), float(np.mean(out[body] != yc[body])),
-                                                float(np.mean(out != yc)), rep.pixels))
+        planted("catheter", m, float(rng.uniform(0.15, 0.5)))
         # 4. anatomy alone
         out, rep = repair_scratches(x, dpi=dpi, sigma=sigma)
         key = "anatomy, 19073f37.jpg (a real pacemaker and its leads)" if truth["source"].endswith(PACEMAKER) else "anatomy"
