@@ -176,9 +176,6 @@ def _process(
         if settings.denoise.scratches:
             film, scratch_report = scratches.repair_scratches(film, dpi=scan.dpi)
             record["scratches_repaired"] = scratch_report.lines
-            if scratch_report.lines:  # a straight device line passes for a scratch: say so to the reviewer
-                record.setdefault("notes", []).append(
-                    f"{scratch_report.lines} thin straight line(s) inpainted as film scratches (denoise.scratches)")
         film = denoise_mod.denoise(film, method=settings.denoise.method, strength=settings.denoise.strength,
                                    despeckle=settings.denoise.despeckle)
     record.update(phash=qc_phash.film_phash(film), polarity_margin=round(polarity_margin, 3),
@@ -245,6 +242,7 @@ def _process(
     findings += checks.check_geometry(geom, config=settings.qc)
     findings += checks.check_residual_skew(residual_skew, config=settings.qc, geometry=geom)
     findings += checks.check_polarity(polarity_margin, config=settings.qc, geometry=geom)
+    findings += checks.check_scratches(record.get("scratches_repaired", 0))
     if overrides is None:
         findings += checks.check_label(reading, config=settings.qc, corroborated=checks.corroborated_fields(reading, recon))
         if manifest_rows is not None:

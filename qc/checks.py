@@ -420,6 +420,26 @@ def check_polarity(margin: float, *, config: QCConfig, geometry: Geometry | None
     return []
 
 
+def check_scratches(lines_inpainted: int) -> list[QCResult]:
+    """``scratches_inpainted`` (review): scratch repair (``denoise.scratches``) inpainted lines.
+
+    A straight catheter, tube or lead 1-3 px wide passes the same tests as a film scratch
+    (bench/README.md, "Scratch repair": planted catheters lost 14 % of their pixels), so a film
+    with any line inpainted is held for a reviewer to compare the processed film with the
+    original. Nothing when no line was inpainted or the repair is off.
+
+    Parameters
+    ----------
+    lines_inpainted : int
+        :attr:`pipeline.scratches.ScratchReport.lines` (0 when the repair did not run).
+    """
+    if lines_inpainted <= 0:
+        return []
+    return [QCResult("scratches_inpainted", "review", int(lines_inpainted), 0,
+                     f"{lines_inpainted} thin straight line(s) inpainted as film scratches (denoise.scratches): "
+                     "check against the original that none was a catheter, tube, lead or fracture line")]
+
+
 # --- identity: near-duplicate film -------------------------------------------------------------
 def check_near_duplicate(phash: str, known: Mapping[str, str], max_distance: int) -> list[QCResult]:
     """``near_duplicate`` (review): a known film's perceptual hash within ``max_distance`` bits.

@@ -550,3 +550,12 @@ def test_low_confidence_field_corroborated_by_the_manifest_is_info_only():
     confirmed = checks.check_label(reading, config=QCConfig(), corroborated=["PatientID"])
     assert {(f.code, f.severity) for f in confirmed} == {("low_confidence_PatientID", "info"), ("low_confidence_StudyDate", "review")}
     assert [f.measured for f in confirmed if f.code == "low_confidence_PatientID"] == [30.0]
+
+
+def test_scratches_inpainted_holds_the_film():
+    """Any line inpainted as a scratch holds the film for review (a catheter passes for one);
+    none inpainted, or the repair off (0), passes."""
+    assert checks.check_scratches(0) == []
+    (r,) = checks.check_scratches(2)
+    assert (r.code, r.severity, r.measured) == ("scratches_inpainted", "review", 2)
+    assert "catheter" in r.reason

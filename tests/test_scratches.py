@@ -222,9 +222,24 @@ def test_flag_routes_through_the_flow(tmp_path):
                                       staging_dir=staging)
     assert "scratches_repaired" not in outcomes[False].record
     assert outcomes[True].record["scratches_repaired"] >= 1
-    assert any("inpainted as film scratches" in n for n in outcomes[True].record["notes"])
+    # held for a reviewer: a straight catheter or lead passes for a scratch
+    assert "scratches_inpainted" in outcomes[True].record["qc_flags"].split(";")
+    assert "scratches_inpainted" not in outcomes[False].record["qc_flags"].split(";")
+    found = [q for q in outcomes[True].record["qc"] if q["code"] == "scratches_inpainted"]
+    assert found[0]["severity"] == "review" and found[0]["measured"] == outcomes[True].record["scratches_repaired"]
+    assert outcomes[False].state == "processed", outcomes[False].record.get("qc_flags")
+    assert outcomes[True].state == "flagged" and outcomes[True].record["qc_flags"] == "scratches_inpainted"
+    assert not outcomes[True].staged_path
+    # the reviewer approves it (the film processed again with their decision): staged, the
+    # finding kept as info
+    approved = process_film(src, source_file="film_08.png", settings=load_settings(
+        SAMPLES / "filmflow.toml", denoise={"scratches": True}), batch_name="b", manifest_rows=None,
+        staging_dir=tmp_path / "staging-True", overrides={"PatientID": outcomes[True].record["PatientID"]})
+    assert approved.state == "processed" and approved.record["qc_flags"] == ""
+    assert [q["severity"] for q in approved.record["qc"] if q["code"] == "scratches_inpainted"] == ["info"]
+    outcomes[True] = approved
     for flag, out in outcomes.items():
-        assert out.state == "processed" and out.staged_path, (out.state, out.record.get("qc_flags"))
+        assert out.staged_path, (out.state, out.record.get("qc_flags"))
         desc = pydicom.dcmread(out.staged_path).DerivationDescription
         assert ("scratch repair (" in desc) == flag, desc
     assert math.isfinite(outcomes[True].record["timings"]["denoise"])
