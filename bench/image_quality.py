@@ -294,6 +294,8 @@ LARGE_FILMS = {
     "8x10 in, 300 DPI, 16-bit (12 stored)": ((8.0, 10.0), 300.0, 12, "RG2_UNC.dcm", 4.3),
     "14x17 in, 150 DPI, 16-bit (16 stored)": ((14.0, 17.0), 150.0, 16, "00870a9c.jpg", -7.1),
 }
+#: Films per large class in the timing table (the same radiograph and skew, other noise and dust).
+LARGE_FILM_SEEDS = 3
 #: The flow's default least content-skew confidence (geometry.content_skew_min_confidence).
 CONTENT_MIN_CONF = Settings().geometry.content_skew_min_confidence
 #: The code before the speed-up of the image steps (timed beside the current code).
@@ -402,7 +404,7 @@ def run_timing(k: int, repeats: int = 3, baseline_rev: str | None = BASELINE_REV
         versions[f"before ({baseline_rev})"] = modules_at(baseline_rev)
     classes = {f"small eval films (first {k})": [make_film(i) for i in range(k)]}
     for j, name in enumerate(LARGE_FILMS):
-        classes[name] = [large_film(name, 7 + j)]
+        classes[name] = [large_film(name, 7 + j + 10 * r) for r in range(LARGE_FILM_SEEDS)]
     load0 = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory() as td:
