@@ -7,6 +7,7 @@ accepted; RGB/RGBA are converted to gray at their own bit depth.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -14,6 +15,7 @@ import math
 import struct
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -113,13 +115,10 @@ def load_scan(path: str | Path, *, default_dpi: float, max_pixels: int) -> Scan:
 def _decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple | None, str]:
     """Decode ``data``; return (gray pixels, dpi tuple or None, format)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            # damaged EXIF metadata does not touch the pixels (a damaged image fails below)
-            warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
-            im = _open_image(data, max_pixels)
+        with _pillow_guard_off():
+            im = _open_quietly(data)
             fmt = im.format or "unknown"
-            w, h = im.size
+            w, h = im.size  # the declared size: nothing is decoded yet
             if w * h > max_pixels:
                 raise ScanTooLargeError(
                     f"scan declares {w} x {h} = {w * h} pixels, above scan.max_pixels={max_pixels}; "
@@ -161,25 +160,52 @@ def _decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple | None, str
     return np.ascontiguousarray(arr), dpi, "TIFF" if fmt == "TIFF" else ("JPEG" if fmt in ("JPEG", "MPO") else fmt)
 
 
-def _open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """``Image.open`` of ``data`` with Pillow's decompression-bomb guard (a warning above
-    ``Image.MAX_IMAGE_PIXELS``, an error above twice that) set to ``max_pixels`` for this call
-    only: the process-wide setting is restored after, so no later Pillow user in the process
-    (another film's limit, a review page thumbnail) inherits this scan's limit. A multi-frame
-    file's frames are counted (and their sizes checked) inside the call. Serialised by a lock:
-    the setting is one global."""
-    with _BOMB_GUARD_LOCK:
-        saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = int(max_pixels)
-        try:
-            im = Image.open(io.BytesIO(data))
-            getattr(im, "n_frames", 1)
-            return im
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
+@contextlib.contextmanager
+def _pillow_guard_off() -> Iterator[None]:
+    """Pillow's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``, checked when a file is
+    opened and when a TIFF is loaded) switched off while any scan decodes, and restored when the
+    last decode in the process ends.
+
+    :func:`load_scan` checks each scan's declared size against its own ``max_pixels`` before
+    anything is decoded, so Pillow's process-wide default (89 Mpx) neither refuses a scan the
+    configured limit allows nor leaves a smaller per-scan limit behind for the rest of the process
+    (the old way set the global to each call's limit and never restored it). Counted under a lock,
+    so that concurrent decodes (the flow's worker threads) restore it exactly once.
+    """
+    global _guard_users, _guard_saved
+    with _GUARD_LOCK:
+        if _guard_users == 0:
+            _guard_saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _guard_users += 1
+    try:
+        yield
+    finally:
+        with _GUARD_LOCK:
+            _guard_users -= 1
+            if _guard_users == 0:
+                Image.MAX_IMAGE_PIXELS = _guard_saved
 
 
-_BOMB_GUARD_LOCK = threading.Lock()
+_GUARD_LOCK = threading.Lock()
+_guard_users = 0
+_guard_saved: int | None = None
+
+
+def _open_quietly(data: bytes) -> Image.Image:
+    """``Image.open`` of ``data`` (headers and, for a multi-frame file, every frame's header
+    read; nothing decoded) without Pillow's warning about damaged EXIF metadata, which does not
+    touch the pixels (a damaged image fails when decoded). ``warnings.catch_warnings`` swaps the
+    process-wide filter list and is not thread-safe: two calls at once left their filters behind
+    for the whole process, so the calls here are serialised."""
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
+        im = Image.open(io.BytesIO(data))
+        getattr(im, "n_frames", 1)
+        return im
+
+
+_OPEN_LOCK = threading.Lock()
 
 
 def _tiff_is_16bit_colour(im: Image.Image) -> bool:

@@ -234,9 +234,49 @@ def test_limit_is_not_left_on_pillow(tmp_path):
     assert Image.MAX_IMAGE_PIXELS == before
     with Image.open(big) as im:  # 9x the small scan's limit: would raise if that limit stayed
         assert im.size == (300, 300)
-    with pytest.raises(ScanTooLargeError):
+    with pytest.raises(ScanTooLargeError, match="declares 300 x 300 = 90000 pixels"):
         load_scan(big, default_dpi=150, max_pixels=100 * 100)
     assert Image.MAX_IMAGE_PIXELS == before
+
+
+def test_pillow_default_limit_does_not_refuse_a_scan_the_config_allows(tmp_path, monkeypatch):
+    """Pillow checks its own process-wide limit again when a TIFF is loaded; a scan within
+    scan.max_pixels but above Pillow's limit (89 Mpx by default; 5000 px here) still loads."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)
+    p = tmp_path / "s.tif"
+    tifffile.imwrite(p, gradient(np.uint16, (100, 100)))
+    assert load_scan(p, default_dpi=150, max_pixels=10**6).pixels.shape == (100, 100)
+    assert Image.MAX_IMAGE_PIXELS == 5000
+
+
+def test_concurrent_loads_leave_no_global_behind(tmp_path):
+    """The flow loads scans from several threads at once: afterwards Pillow's limit and the
+    warnings filters are what they were (per-call warnings.catch_warnings left filters behind)."""
+    import threading
+    import warnings
+
+    p = tmp_path / "s.png"
+    Image.fromarray(gradient(np.uint8, (120, 120))).save(p)
+    filters, limit = list(warnings.filters), Image.MAX_IMAGE_PIXELS
+    errors: list[Exception] = []
+
+    def work(max_pixels):
+        for _ in range(150):
+            try:
+                load_scan(p, default_dpi=150, max_pixels=max_pixels)
+            except ScanTooLargeError:
+                pass
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(m,)) for m in (1000, 10**8, 10**8, 1000)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert Image.MAX_IMAGE_PIXELS == limit
+    assert list(warnings.filters) == filters
 
 
 def test_float_tiff(tmp_path):
