@@ -16,7 +16,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -84,6 +84,7 @@ def process_film(
     duplicate_of: Sequence[str] = (),
     overrides: Mapping[str, str] | None = None,
     known_phashes: Mapping[str, str] | None = None,
+    reviewed_codes: Collection[str] | None = None,
 ) -> FilmOutcome:
     """Process one scan into a staged DICOM file (or a flagged/failed outcome).
 
@@ -102,6 +103,12 @@ def process_film(
     overrides : mapping, optional
         Reviewer-approved header values (DICOM keyword -> value); when given the
         identity and label checks are considered settled by the reviewer.
+    reviewed_codes : collection of str, optional
+        With ``overrides``: the QC codes the reviewer saw when approving. Only
+        those ``review`` findings are settled; one the reviewer never saw (e.g.
+        ``scratches_inpainted`` after the settings changed) holds the film again.
+        None: every ``review`` finding is settled (approvals recorded before the
+        codes were kept).
     known_phashes : mapping, optional
         Perceptual hashes of other films (source path -> hash, see
         :func:`qc.phash.known_phashes`); flags ``near_duplicate``.
@@ -114,7 +121,7 @@ def process_film(
     record: dict[str, Any] = {"source_file": source_file, "source_path": str(source_path), "sha256": "", "batch": batch_name}
     try:
         return _process(source_path, source_file, record, timer, settings, manifest_rows, staging_dir, duplicate_of, overrides,
-                        known_phashes or {})
+                        known_phashes or {}, reviewed_codes)
     except FilmError as exc:
         record.update(timings=timer.times, error=f"{exc.code}: {exc}")
         return FilmOutcome("failed", record, error=record["error"])
@@ -138,6 +145,7 @@ def _process(
     duplicate_of: Sequence[str],
     overrides: Mapping[str, str] | None,
     known_phashes: Mapping[str, str],
+    reviewed_codes: Collection[str] | None,
 ) -> FilmOutcome:
     with timer("load"):
         scan = scan_io.load_scan(source_path, default_dpi=settings.scan.default_dpi, max_pixels=settings.scan.max_pixels)
@@ -173,7 +181,7 @@ def _process(
 
     undenoised = film  # the label-kind test compares grain, which denoising removes
     with timer("denoise"):
-        if settings.denoise.scratches:
+        if settings.denoise.scratches and settings.denoise.method != "off":  # off: every pixel as scanned
             film, scratch_report = scratches.repair_scratches(film, dpi=scan.dpi)
             record["scratches_repaired"] = scratch_report.lines
         film = denoise_mod.denoise(film, method=settings.denoise.method, strength=settings.denoise.strength,
@@ -256,7 +264,7 @@ def _process(
         record.setdefault("notes", []).append(
             "no scanner bed visible: film edges, polarity and wholeness not checked (qc.no_bed_severity = info)")
     if overrides is not None:
-        findings = [_settled(f) for f in findings]
+        findings = [_settled(f) if reviewed_codes is None or f.code in reviewed_codes else f for f in findings]
     verdict = worst(findings)
     if verdict != "pass" or not header["PatientID"]:
         if not header["PatientID"] and not any(f.code == "missing_PatientID" for f in findings):
@@ -278,8 +286,9 @@ def _process(
         if settings.denoise.method != "off":
             steps.append(f"denoise {settings.denoise.method} x{settings.denoise.strength:g}"
                          + ("" if settings.denoise.despeckle else ", no speck repair"))
-        if settings.denoise.scratches:
-            steps.append(f"scratch repair ({record['scratches_repaired']} lines inpainted)")
+        if "scratches_repaired" in record:
+            n = record["scratches_repaired"]
+            steps.append(f"scratch repair ({n} line{'' if n == 1 else 's'} inpainted)")
         ds = dicom_film.build_film_dataset(
             film, bits_stored=scan.bits_stored, pixel_spacing_mm=scan.pixel_spacing_mm, header=header,
             uids=film_uids, config=settings.dicom, skew_deg=geom.skew_deg,

@@ -67,7 +67,7 @@ def prepare_release(row: FilmRow, settings: Settings, staging_dir: Path) -> Film
     outcome = process_film(
         Path(row.source_path), source_file=row.record.get("source_file", Path(row.source_path).name),
         settings=film_settings, batch_name=row.batch, manifest_rows=None, staging_dir=staging_dir,
-        overrides=review.get("overrides") or {},
+        overrides=review.get("overrides") or {}, reviewed_codes=review.get("reviewed_flags"),
     )
     outcome.record["review"] = review
     if "reconciliation" in row.record:
@@ -79,6 +79,15 @@ def prepare_release(row: FilmRow, settings: Settings, staging_dir: Path) -> Film
             Path(outcome.staged_path).unlink(missing_ok=True)
         return FilmOutcome("failed", outcome.record, error="scan_changed: the scan file changed after it was approved; review it again")
     return outcome
+
+
+def _unreviewed(new_record: dict[str, Any], approved_record: dict[str, Any]) -> list[str]:
+    """The ``review`` QC codes of a release's ``new_record`` that the reviewer did not see when
+    approving (``reviewed_flags``; none for approvals recorded before those were kept)."""
+    seen = (approved_record.get("review") or {}).get("reviewed_flags")
+    if seen is None:
+        return []
+    return [q["code"] for q in new_record.get("qc", []) if q.get("severity") == "review" and q.get("code") not in seen]
 
 
 @task(name="release-film", task_run_name="release-{tag}", cache_policy=NO_CACHE, persist_result=False)
@@ -143,6 +152,15 @@ def release_approved(config: str | None = None, archive: str | None = None, work
                     ledger.transition(key, "failed", expect=("approved",), record=outcome.record, error=outcome.error)
                     summary.failed[tag] = outcome.error.split(":", 1)[0]
                     logger.warning("film %s: release failed (%s)", tag, summary.failed[tag])
+                    continue
+                elif _unreviewed(outcome.record, row.record):
+                    # a finding the reviewer never saw (the settings changed since, e.g. scratch repair
+                    # turned on): back to the review page with the new record
+                    why = ";".join(_unreviewed(outcome.record, row.record))
+                    ledger.transition(key, "flagged", expect=("approved",), record=outcome.record,
+                                      error=f"release_held: new QC finding since the review: {why}")
+                    summary.blocked[tag] = why
+                    logger.warning("film %s: back to review, new QC finding since the review (%s)", tag, why)
                     continue
                 else:
                     # QC still holds it (e.g. an image check): stays approved, reason recorded

@@ -199,19 +199,25 @@ def test_off_by_default():
     assert Settings().denoise.scratches is False
 
 
-def test_flag_routes_through_the_flow(tmp_path):
-    from flows.film import process_film
-    from pipeline.manifest import load_manifest
-
+def scratched_sample(tmp_path: Path) -> Path:
+    """film_08 with a bright 2-px scratch planted across the middle of the film (the bed is
+    brighter; the film around the centre is not), saved at the sample's DPI."""
     scan = np.asarray(Image.open(SAMPLES / "film_08.png"))
     dpi = Image.open(SAMPLES / "film_08.png").info.get("dpi", (150, 150))[0]
     rows, cols = scan.shape
-    # a bright scratch across the middle of the film (the bed is brighter; the film around the centre is not)
     m = coverage(scan.shape, straight((cols * 0.35, rows * 0.3), (cols * 0.55, rows * 0.7)), 2)
     top = np.iinfo(scan.dtype).max
     pixels = np.clip(np.rint(scan + 0.7 * m * (0.78 * top - scan.astype(np.float64))), 0, top).astype(scan.dtype)
     src = tmp_path / "scratched.png"
     Image.fromarray(pixels).save(src, dpi=(dpi, dpi))
+    return src
+
+
+def test_flag_routes_through_the_flow(tmp_path):
+    from flows.film import process_film
+    from pipeline.manifest import load_manifest
+
+    src = scratched_sample(tmp_path)
     outcomes = {}
     for flag in (False, True):
         settings = load_settings(SAMPLES / "filmflow.toml", denoise={"scratches": flag})
@@ -243,3 +249,68 @@ def test_flag_routes_through_the_flow(tmp_path):
         desc = pydicom.dcmread(out.staged_path).DerivationDescription
         assert ("scratch repair (" in desc) == flag, desc
     assert math.isfinite(outcomes[True].record["timings"]["denoise"])
+
+
+def test_method_off_keeps_every_pixel_and_the_preview_shows_the_repair(tmp_path):
+    """``denoise.method = "off"`` keeps every pixel as scanned, scratch repair included (the
+    review page's "denoise off" is the reviewer's way to release a film without the repair);
+    the review page's processed image shows the inpainted film, as archived."""
+    from flows.film import process_film
+    from qc.review.previews import processed_pixels
+
+    src = scratched_sample(tmp_path)
+    settings = load_settings(SAMPLES / "filmflow.toml", denoise={"scratches": True, "method": "off"})
+    out = process_film(src, source_file="film_08.png", settings=settings, batch_name="b", manifest_rows=None,
+                       staging_dir=tmp_path)
+    assert "scratches_repaired" not in out.record
+    assert "scratches_inpainted" not in out.record["qc_flags"]
+
+    on = load_settings(SAMPLES / "filmflow.toml", denoise={"scratches": True})
+    held = process_film(src, source_file="film_08.png", settings=on, batch_name="b", manifest_rows=None,
+                        staging_dir=tmp_path)
+    assert held.record["scratches_repaired"] >= 1
+    shown, _ = processed_pixels(str(src), held.record, on)
+    plain, _ = processed_pixels(str(src), {**held.record, "scratches_repaired": 0}, on)
+    repaired, report = repair_scratches(plain, dpi=held.record["dpi"])
+    assert report.pixels > 0 and np.array_equal(shown, repaired)  # what the flow removed is what the page shows
+
+
+def test_release_holds_a_film_for_a_finding_the_reviewer_never_saw(tmp_path):
+    """A film approved for another reason, released after scratch repair was turned on, goes back
+    to review instead of being archived with a line inpainted nobody looked at; a finding the
+    reviewer did see is settled; an approval recorded before the codes were kept settles all."""
+    import time
+
+    from filmflow.ledger import FilmRow
+    from flows.film import process_film
+    from flows.release import _unreviewed, prepare_release
+    from qc.review.store import current_header
+
+    src = scratched_sample(tmp_path)
+    off = load_settings(SAMPLES / "filmflow.toml")
+    first = process_film(src, source_file="film_08.png", settings=off, batch_name="b", manifest_rows=None,
+                         staging_dir=tmp_path)
+    assert "scratches_inpainted" not in first.record["qc_flags"]
+
+    def approved(seen):
+        row = FilmRow(str(src), first.record["sha256"], "b", "approved", dict(first.record), "", "", "", "", time.time())
+        review = {"action": "approve", "overrides": current_header(row)}
+        if seen is not None:
+            review["reviewed_flags"] = seen
+        return FilmRow(str(src), first.record["sha256"], "b", "approved", {**first.record, "review": review}, "", "",
+                       "", "", time.time())
+
+    on = load_settings(SAMPLES / "filmflow.toml", denoise={"scratches": True})
+    for d in ("s1", "s2", "s3"):
+        (tmp_path / d).mkdir()
+    row = approved(["manifest_disagree"])
+    out = prepare_release(row, on, tmp_path / "s1")
+    assert out.state == "flagged" and not out.staged_path
+    assert _unreviewed(out.record, row.record) == ["scratches_inpainted"]
+
+    out = prepare_release(approved(["manifest_disagree", "scratches_inpainted"]), on, tmp_path / "s2")
+    assert out.state == "processed" and out.staged_path
+
+    legacy = approved(None)
+    out = prepare_release(legacy, on, tmp_path / "s3")
+    assert out.state == "processed" and _unreviewed(out.record, legacy.record) == []

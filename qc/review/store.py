@@ -265,6 +265,8 @@ def approve(ledger: Ledger, row: FilmRow, user: User, values: Mapping[str, str],
         "overrides": new,
         "settings_overrides": dict((row.record.get("review") or {}).get("settings_overrides") or {}),
         "corrected_fields": sorted(changes),
+        # the QC codes on the page when the reviewer approved: release settles these only
+        "reviewed_flags": [c for c in str(row.record.get("qc_flags") or "").split(";") if c],
         "decided_by": user.username,
         "decided_at": _now_iso(),
     }
