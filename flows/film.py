@@ -184,6 +184,7 @@ def _process(
         if settings.denoise.scratches and settings.denoise.method != "off":  # off: every pixel as scanned
             film, scratch_report = scratches.repair_scratches(film, dpi=scan.dpi)
             record["scratches_repaired"] = scratch_report.lines
+            record["scratches_pixels"] = scratch_report.pixels
         film = denoise_mod.denoise(film, method=settings.denoise.method, strength=settings.denoise.strength,
                                    despeckle=settings.denoise.despeckle)
     record.update(phash=qc_phash.film_phash(film), polarity_margin=round(polarity_margin, 3),
@@ -250,7 +251,7 @@ def _process(
     findings += checks.check_geometry(geom, config=settings.qc)
     findings += checks.check_residual_skew(residual_skew, config=settings.qc, geometry=geom)
     findings += checks.check_polarity(polarity_margin, config=settings.qc, geometry=geom)
-    findings += checks.check_scratches(record.get("scratches_repaired", 0))
+    findings += checks.check_scratches(record.get("scratches_repaired", 0), record.get("scratches_pixels", 0))
     if overrides is None:
         findings += checks.check_label(reading, config=settings.qc, corroborated=checks.corroborated_fields(reading, recon))
         if manifest_rows is not None:

@@ -105,8 +105,9 @@ def repair_scratches(
     Raises
     ------
     ValueError
-        ``image`` not 2-D uint8/uint16, ``dpi`` not positive, ``max_width_px`` outside 1..5,
-        ``min_length_mm`` not positive, or an unknown ``polarity``.
+        ``image`` not 2-D uint8/uint16, ``dpi`` not finite and positive, ``max_width_px`` not an
+        integer in 1..5, ``min_length_mm`` not finite and positive, ``sigma`` given but not finite
+        and >= 0, or an unknown ``polarity``.
 
     Notes
     -----
@@ -156,14 +157,17 @@ def repair_scratches(
     img = np.asarray(image)
     if img.ndim != 2 or img.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"repair_scratches expects a 2-D uint8 or uint16 image, got {img.dtype} {img.shape}")
-    if not dpi > 0:
-        raise ValueError("dpi must be > 0")
-    if not 1 <= int(max_width_px) <= 5:
-        raise ValueError("max_width_px must be 1..5")
-    if not min_length_mm > 0:
-        raise ValueError("min_length_mm must be > 0")
+    if not (math.isfinite(dpi) and dpi > 0):
+        raise ValueError("dpi must be finite and > 0")
+    if isinstance(max_width_px, bool) or not isinstance(max_width_px, (int, np.integer)) or not 1 <= max_width_px <= 5:
+        raise ValueError("max_width_px must be an integer 1..5")
+    if not (math.isfinite(min_length_mm) and min_length_mm > 0):
+        raise ValueError("min_length_mm must be finite and > 0")
+    if sigma is not None and not (math.isfinite(sigma) and sigma >= 0):
+        raise ValueError("sigma must be finite and >= 0")
     if polarity not in ("both", "bright", "dark"):
         raise ValueError(f"unknown polarity {polarity!r}")
+    max_width_px = int(max_width_px)
     s = estimate_noise_sigma(img) if sigma is None else float(sigma)
     report = ScratchReport(sigma=s)
     min_len = int(math.ceil(min_length_mm / 25.4 * dpi))

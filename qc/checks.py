@@ -420,7 +420,7 @@ def check_polarity(margin: float, *, config: QCConfig, geometry: Geometry | None
     return []
 
 
-def check_scratches(lines_inpainted: int) -> list[QCResult]:
+def check_scratches(lines_inpainted: int, pixels_inpainted: int = 0) -> list[QCResult]:
     """``scratches_inpainted`` (review): scratch repair (``denoise.scratches``) inpainted lines.
 
     A straight catheter, tube or lead 1-3 px wide passes the same tests as a film scratch
@@ -432,11 +432,15 @@ def check_scratches(lines_inpainted: int) -> list[QCResult]:
     ----------
     lines_inpainted : int
         :attr:`pipeline.scratches.ScratchReport.lines` (0 when the repair did not run).
+    pixels_inpainted : int
+        :attr:`pipeline.scratches.ScratchReport.pixels`, named in the reason (crossing lines
+        count as one line).
     """
     if lines_inpainted <= 0:
         return []
     return [QCResult("scratches_inpainted", "review", int(lines_inpainted), 0,
-                     f"{lines_inpainted} thin straight line(s) inpainted as film scratches (denoise.scratches): "
+                     f"{lines_inpainted} thin straight line(s) ({pixels_inpainted} pixels) inpainted as film "
+                     "scratches (denoise.scratches): "
                      "check against the original that none was a catheter, tube, lead or fracture line")]
 
 

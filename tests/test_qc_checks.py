@@ -556,6 +556,6 @@ def test_scratches_inpainted_holds_the_film():
     """Any line inpainted as a scratch holds the film for review (a catheter passes for one);
     none inpainted, or the repair off (0), passes."""
     assert checks.check_scratches(0) == []
-    (r,) = checks.check_scratches(2)
+    (r,) = checks.check_scratches(2, 340)
     assert (r.code, r.severity, r.measured) == ("scratches_inpainted", "review", 2)
-    assert "catheter" in r.reason
+    assert "catheter" in r.reason and "(340 pixels)" in r.reason

@@ -183,7 +183,10 @@ def test_blank_and_small_images(dtype, shape):
 
 
 @pytest.mark.parametrize("kwargs", [{"dpi": 0.0}, {"dpi": 150.0, "max_width_px": 0}, {"dpi": 150.0, "polarity": "grey"},
-                                    {"dpi": 150.0, "min_length_mm": 0.0}])
+                                    {"dpi": 150.0, "min_length_mm": 0.0}, {"dpi": float("inf")}, {"dpi": float("nan")},
+                                    {"dpi": 150.0, "max_width_px": 2.9}, {"dpi": 150.0, "max_width_px": True},
+                                    {"dpi": 150.0, "sigma": float("nan")}, {"dpi": 150.0, "sigma": -1.0},
+                                    {"dpi": 150.0, "min_length_mm": float("inf")}])
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError):
         repair_scratches(np.zeros((64, 64), np.uint16), **kwargs)
