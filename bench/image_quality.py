@@ -473,8 +473,11 @@ def run_timing(k: int, repeats: int = 3, baseline_rev: str | None = BASELINE_REV
     print("\nAlone: each step (and the floor: load_scan of the uncompressed TIFF + pydicom write of the film, "
           "uncompressed, to a file) called in a row on one film; parts and floor are medians over the class's films, "
           "the stage total is the median film's sum. In sequence: read -> stage -> write film after film, as the "
-          "flow runs; ratios per film (median) and over the batch (sums). Batch columns: all the class's stage time "
-          "over all its floor time.")
+          "flow runs (best read and best write of the passes, per film); ratios per film (median) and over the batch "
+          "(sums). Batch columns: all the class's stage time over all its floor time. The floor is CPU time (decode, "
+          "encode, the copy into the page cache), not the wait for a disk or a network share, which would raise it. "
+          "Between runs on a shared machine the ratios move by up to ~0.4x (the large films' floor by ~15 %): "
+          "compare versions within one run.")
 
 
 def assess_on(assess, scan):
