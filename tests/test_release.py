@@ -101,3 +101,40 @@ def test_flagged_film_is_left_alone(review_env):
     assert not summary.archived
     assert archived_files(review_env) == []
     assert {r.state for r in review_env.ledger.rows()} == {"flagged"}
+
+
+def test_release_sends_a_film_back_to_review_for_a_finding_the_reviewer_never_saw(review_env, monkeypatch):
+    """Approved for its manifest disagreement, released after scratch repair was turned on: the
+    repair inpaints a line (a stand-in that reports one, so that the test does not depend on where
+    the repair finds lines), the reviewer never saw that finding, so the film goes back to the
+    review queue with it instead of reaching the archive; approved again, it is released."""
+    import numpy as np
+
+    from flows import film as film_flow
+    from pipeline.scratches import ScratchReport
+
+    def one_line(img, *, dpi, **_):
+        out = np.array(img, copy=True)
+        out[10, 10:20] = out[9, 10:20]
+        return out, ScratchReport(lines=1, pixels=10)
+
+    monkeypatch.setattr(film_flow.scratches, "repair_scratches", one_line)
+    monkeypatch.setenv("FILMFLOW_DENOISE__SCRATCHES", "true")
+    approve_corrected(review_env)
+    key = review_env.key("film_12")
+    assert review_env.ledger.get(key).record["review"]["reviewed_flags"]  # what the page showed
+    summary = release(review_env)
+    row = review_env.ledger.get(key)
+    assert row.state == "flagged" and row.error.startswith("release_held"), (row.state, row.error)
+    assert row.record["qc_flags"] == "scratches_inpainted"
+    assert list(summary.blocked.values()) == ["scratches_inpainted"] and not summary.archived
+    assert archived_files(review_env) == []
+
+    values = approve_corrected(review_env)  # the reviewer sees the new finding and approves again
+    assert "scratches_inpainted" in review_env.ledger.get(key).record["review"]["reviewed_flags"]
+    summary = release(review_env)
+    row = review_env.ledger.get(key)
+    assert row.state == "archived", (row.state, row.error)
+    (path,) = archived_files(review_env)
+    ds = dcmread(path)
+    assert ds.PatientID == values["PatientID"] and "scratch repair (1 line inpainted)" in ds.DerivationDescription
