@@ -74,7 +74,7 @@ class DenoiseConfig(_Section):
         False,
         description="inpaint thin film scratches (straight or gently curved lines 1-3 px wide, >= 25 mm, brighter "
         "or darker than both sides) before denoising; off by default: a straight catheter or tube passes the same "
-        "tests and is erased (generated films: planted catheters lost 14 % of their pixels on average; a real "
+        "tests and is erased (generated films: planted catheters lost 15 % of their pixels on average; a real "
         "tube was partly inpainted; bench/README.md, 'Scratch repair'); a film with any line inpainted is held "
         "for review (scratches_inpainted); skipped when method is off",
     )

@@ -424,7 +424,7 @@ def check_scratches(lines_inpainted: int, pixels_inpainted: int = 0) -> list[QCR
     """``scratches_inpainted`` (review): scratch repair (``denoise.scratches``) inpainted lines.
 
     A straight catheter, tube or lead 1-3 px wide passes the same tests as a film scratch
-    (bench/README.md, "Scratch repair": planted catheters lost 14 % of their pixels), so a film
+    (bench/README.md, "Scratch repair": planted catheters lost 15 % of their pixels), so a film
     with any line inpainted is held for a reviewer to compare the processed film with the
     original. Nothing when no line was inpainted or the repair is off.
 
