@@ -170,7 +170,9 @@ def _pillow_guard_off() -> Iterator[None]:
     anything is decoded, so Pillow's process-wide default (89 Mpx) neither refuses a scan the
     configured limit allows nor leaves a smaller per-scan limit behind for the rest of the process
     (the old way set the global to each call's limit and never restored it). Counted under a lock,
-    so that concurrent decodes (the flow's worker threads) restore it exactly once.
+    so that concurrent decodes (the flow's worker threads) restore it exactly once. While a scan
+    decodes, other Pillow users in the process have no guard either: filmflow opens untrusted
+    files only through :func:`load_scan`.
     """
     global _guard_users, _guard_saved
     with _GUARD_LOCK:
