@@ -115,8 +115,14 @@ def load_scan(path: str | Path, *, default_dpi: float, max_pixels: int) -> Scan:
 def _decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple | None, str]:
     """Decode ``data``; return (gray pixels, dpi tuple or None, format)."""
     try:
-        with _pillow_guard_off():
-            im = _open_quietly(data)
+        # one decode at a time (decoding is a small part of a film's time): warnings.catch_warnings
+        # swaps the process-wide filter list and is not thread-safe, and two calls at once left their
+        # filters behind for the whole process. Damaged EXIF metadata does not touch the pixels (a
+        # damaged image fails when decoded): Pillow's warning about it, raised when a TIFF's
+        # directories are read (at open, at load, when frames are counted), is not shown.
+        with _DECODE_LOCK, _pillow_guard_off(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
+            im = Image.open(io.BytesIO(data))
             fmt = im.format or "unknown"
             w, h = im.size  # the declared size: nothing is decoded yet
             if w * h > max_pixels:
@@ -194,20 +200,7 @@ _guard_users = 0
 _guard_saved: int | None = None
 
 
-def _open_quietly(data: bytes) -> Image.Image:
-    """``Image.open`` of ``data`` (headers and, for a multi-frame file, every frame's header
-    read; nothing decoded) without Pillow's warning about damaged EXIF metadata, which does not
-    touch the pixels (a damaged image fails when decoded). ``warnings.catch_warnings`` swaps the
-    process-wide filter list and is not thread-safe: two calls at once left their filters behind
-    for the whole process, so the calls here are serialised."""
-    with _OPEN_LOCK, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
-        im = Image.open(io.BytesIO(data))
-        getattr(im, "n_frames", 1)
-        return im
-
-
-_OPEN_LOCK = threading.Lock()
+_DECODE_LOCK = threading.Lock()
 
 
 def _tiff_is_16bit_colour(im: Image.Image) -> bool:
