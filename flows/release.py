@@ -143,6 +143,7 @@ def release_approved(config: str | None = None, archive: str | None = None, work
                 continue
             try:
                 outcome = release_film_task(tag, row, settings, staging_dir)
+                unseen = _unreviewed(outcome.record, row.record)
                 if outcome.state == "processed":
                     ledger.transition(key, "processed", expect=("approved",), record=outcome.record,
                                       staged_path=outcome.staged_path,
@@ -153,10 +154,10 @@ def release_approved(config: str | None = None, archive: str | None = None, work
                     summary.failed[tag] = outcome.error.split(":", 1)[0]
                     logger.warning("film %s: release failed (%s)", tag, summary.failed[tag])
                     continue
-                elif _unreviewed(outcome.record, row.record):
+                elif unseen:
                     # a finding the reviewer never saw (the settings changed since, e.g. scratch repair
                     # turned on): back to the review page with the new record
-                    why = ";".join(_unreviewed(outcome.record, row.record))
+                    why = ";".join(unseen)
                     ledger.transition(key, "flagged", expect=("approved",), record=outcome.record,
                                       error=f"release_held: new QC finding since the review: {why}")
                     summary.blocked[tag] = why

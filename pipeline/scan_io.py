@@ -169,35 +169,22 @@ def _decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple | None, str
 @contextlib.contextmanager
 def _pillow_guard_off() -> Iterator[None]:
     """Pillow's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``, checked when a file is
-    opened and when a TIFF is loaded) switched off while any scan decodes, and restored when the
-    last decode in the process ends.
+    opened and when a TIFF is loaded) switched off for one decode, then restored. Call it under
+    ``_DECODE_LOCK`` (one decode at a time), so that no two decodes save and restore it at once.
 
     :func:`load_scan` checks each scan's declared size against its own ``max_pixels`` before
     anything is decoded, so Pillow's process-wide default (89 Mpx) neither refuses a scan the
     configured limit allows nor leaves a smaller per-scan limit behind for the rest of the process
-    (the old way set the global to each call's limit and never restored it). Counted under a lock,
-    so that concurrent decodes (the flow's worker threads) restore it exactly once. While a scan
+    (the old way set the global to each call's limit and never restored it). While a scan
     decodes, other Pillow users in the process have no guard either: filmflow opens untrusted
     files only through :func:`load_scan`.
     """
-    global _guard_users, _guard_saved
-    with _GUARD_LOCK:
-        if _guard_users == 0:
-            _guard_saved = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None
-        _guard_users += 1
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
     try:
         yield
     finally:
-        with _GUARD_LOCK:
-            _guard_users -= 1
-            if _guard_users == 0:
-                Image.MAX_IMAGE_PIXELS = _guard_saved
-
-
-_GUARD_LOCK = threading.Lock()
-_guard_users = 0
-_guard_saved: int | None = None
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 _DECODE_LOCK = threading.Lock()
