@@ -224,10 +224,18 @@ def centre_patch(i: int) -> tuple[np.ndarray, np.ndarray, int, dict]:
     return noisy[sl], clean[sl].astype(np.float64), top, truth
 
 
-def run_denoise(n: int, every: int) -> None:
+def run_denoise(n: int, every: int, baseline_rev: str | None = None) -> None:
+    """PSNR / SSIM / time of filmflow's denoiser and library baselines on the films' centre
+    patches against the noise-free film (medians), over all films and per noise level; with
+    ``baseline_rev``, filmflow's bilateral as it was at that git revision, in the same run."""
     methods = {
         "noisy (no denoise)": lambda x, s, top: x,
         "filmflow bilateral": lambda x, s, top: denoise(x, method="bilateral", strength=1.0),
+    }
+    if baseline_rev:
+        old = modules_at(baseline_rev)["denoise"]
+        methods[f"filmflow bilateral at {baseline_rev}"] = lambda x, s, top: old.denoise(x, method="bilateral", strength=1.0)
+    methods.update({
         "filmflow nlmeans": lambda x, s, top: denoise(x, method="nlmeans", strength=1.0),
         "cv2.fastNlMeansDenoising h=sigma": lambda x, s, top: (
             cv2.fastNlMeansDenoising(x, h=float(s)) if x.dtype == np.uint8
@@ -235,22 +243,34 @@ def run_denoise(n: int, every: int) -> None:
         ),
         "skimage denoise_wavelet": lambda x, s, top: np.rint(denoise_wavelet(x / top, rescale_sigma=True) * top),
         "skimage denoise_tv_chambolle": lambda x, s, top: np.rint(denoise_tv_chambolle(x / top, weight=0.1) * top),
-    }
-    res = {m: ([], [], []) for m in methods}
+    })
+    res = {m: [] for m in methods}  # (noise, bits, PSNR, SSIM, seconds) per patch
     for i in range(0, n, every):
-        x, c, top, _ = centre_patch(i)
+        x, c, top, truth = centre_patch(i)
         s = estimate_noise_sigma(x)
         for m, f in methods.items():
-            t = time.perf_counter()
+            t = time.process_time()
             y = np.asarray(f(x, s, top), dtype=np.float64)
-            res[m][2].append(time.perf_counter() - t)
-            res[m][0].append(peak_signal_noise_ratio(c, y, data_range=top))
-            res[m][1].append(structural_similarity(c, y, data_range=top))
-    k = len(res["filmflow bilateral"][0])
+            dt = time.process_time() - t
+            res[m].append((truth["noise"], 8 * x.dtype.itemsize, peak_signal_noise_ratio(c, y, data_range=top),
+                           structural_similarity(c, y, data_range=top), dt))
+    k = len(res["filmflow bilateral"])
     print(f"\n### Denoise ({k} films, 512 x 512 centre patch vs the noise-free film; medians)\n")
-    print("| method | PSNR (dB) | SSIM | ms per patch |\n|---|---|---|---|")
-    for m, (p, ss, t) in res.items():
-        print(f"| {m} | {np.median(p):.2f} | {np.median(ss):.4f} | {1000 * np.median(t):.1f} |")
+    print("| method | PSNR (dB) | SSIM | CPU ms per patch |\n|---|---|---|---|")
+    for m, rows in res.items():
+        a = np.asarray(rows)
+        print(f"| {m} | {np.median(a[:, 2]):.2f} | {np.median(a[:, 3]):.4f} | {1000 * np.median(a[:, 4]):.1f} |")
+    groups = sorted({(r[0], r[1]) for r in res["noisy (no denoise)"]})
+    print("\nPer noise level (of full scale) and bit depth, PSNR dB / SSIM (medians):\n")
+    print("| method | " + " | ".join(f"{lvl:g} {bits}-bit ({sum(1 for r in res['noisy (no denoise)'] if (r[0], r[1]) == (lvl, bits))})"
+                                   for lvl, bits in groups) + " |")
+    print("|---|" + "---|" * len(groups))
+    for m, rows in res.items():
+        cells = []
+        for g in groups:
+            a = np.asarray([r for r in rows if (r[0], r[1]) == g])
+            cells.append(f"{np.median(a[:, 2]):.2f} / {np.median(a[:, 3]):.4f}")
+        print(f"| {m} | " + " | ".join(cells) + " |")
 
 
 def run_specks(n: int) -> None:
@@ -260,7 +280,7 @@ def run_specks(n: int) -> None:
     (median, min) and pixels repaired per 512 x 512 centre patch, on every film of the set."""
     import math
 
-    from pipeline.denoise import SPECK_SIGMAS, _specks
+    from pipeline.denoise import SPECK_SIGMAS, _bilateral, _specks
 
     def bilateral(x, s, rule):
         med = cv2.medianBlur(x, 3)
@@ -268,7 +288,7 @@ def run_specks(n: int) -> None:
         r, c = cand if rule == "median only" else _specks(x, med, s) if rule == "filmflow" else (cand[0][:0], cand[1][:0])
         w = x.astype(np.float32)
         w[r, c] = med[r, c]
-        y = cv2.bilateralFilter(w, d=5, sigmaColor=2.0 * s, sigmaSpace=1.5)
+        y = _bilateral(w, 2.0 * s)
         return np.clip(np.rint(y), 0, None), len(r)
 
     res: dict = {}
@@ -503,7 +523,7 @@ def main(argv: list[str] | None = None) -> None:
     if "content" in parts:
         run_content(args.content_n)
     if "denoise" in parts:
-        run_denoise(args.n, args.denoise_every)
+        run_denoise(args.n, args.denoise_every, args.timing_baseline or None)
     if "specks" in parts:
         run_specks(args.n)
     if "timing" in parts:

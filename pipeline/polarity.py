@@ -15,6 +15,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pipeline.histogram import exact_histogram as _histogram
+from pipeline.histogram import percentile_from_cumulative as _percentile_from_cum
+from pipeline.histogram import percentile_from_histogram as _percentile_from_hist  # noqa: F401 (tests)
+
 #: Width of the border ring inspected, as a fraction of the shorter side.
 RING_FRACTION = 0.02
 #: Larger scans are assessed on every k-th row and column (k the least that brings them to this many pixels).
@@ -161,38 +165,6 @@ def detect_inverted(image: np.ndarray) -> bool:
     rule is not meant for crops.
     """
     return assess(image).inverted
-
-
-def _histogram(a: np.ndarray, lo: int = 0, bins: int | None = None) -> np.ndarray:
-    """Exact int64 histogram of a uint8/uint16 array whose values lie in ``[lo, lo + bins)``,
-    one bin per value (bin ``i`` counts the value ``lo + i``; default: the whole dtype).
-    cv2.calcHist counts in float32, exact below 2**24 per call, so large images go in row chunks."""
-    if bins is None:
-        bins = 256 if a.dtype == np.uint8 else 65536
-    if a.size < 1 << 16:  # small strips and corners: bincount beats calcHist's per-call setup
-        v = a.ravel() - a.dtype.type(lo) if lo else a.ravel()
-        return np.bincount(v, minlength=bins).astype(np.int64, copy=False)
-    if a.ndim == 1:
-        a = a.reshape(-1, 1)  # a column: the row chunks below bound each call's count
-    h = np.zeros(bins, dtype=np.int64)
-    rows = max(1, (1 << 23) // max(1, a.shape[1]))
-    for r in range(0, a.shape[0], rows):
-        h += cv2.calcHist([a[r : r + rows]], [0], None, [bins], [lo, lo + bins]).ravel().astype(np.int64)
-    return h
-
-
-def _percentile_from_hist(h: np.ndarray, q: float) -> float:
-    """``np.percentile(values, q)`` (linear method) of the values counted in ``h``."""
-    return _percentile_from_cum(np.cumsum(h), q)
-
-
-def _percentile_from_cum(cum: np.ndarray, q: float) -> float:
-    """``np.percentile(values, q)`` (linear method) from the cumulative counts ``cum`` of a histogram."""
-    idx = q / 100.0 * (cum[-1] - 1)
-    k = int(math.floor(idx))
-    lo = int(np.searchsorted(cum, k, side="right"))
-    hi = int(np.searchsorted(cum, min(k + 1, cum[-1] - 1), side="right"))
-    return lo + (idx - k) * (hi - lo)
 
 
 def invert(image: np.ndarray, *, bits_stored: int | None = None) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
-from pipeline.denoise import denoise, estimate_noise_sigma
+from pipeline.denoise import BILATERAL_SIGMA_SPACE, denoise, estimate_noise_sigma
 
 from conftest import SHARED_DATA
 
@@ -35,6 +35,13 @@ def speck_mask(img: np.ndarray, sigma: float) -> np.ndarray:
     v = img.astype(np.int64)
     gap = np.maximum(3.0 * sigma, hi - lo)
     return (np.abs(v - cv2.medianBlur(img, 3)) > 6.0 * sigma) & ((v - hi > gap) | (lo - v > gap))
+
+
+def _bilateral_ref(work: np.ndarray, sigma: float) -> np.ndarray:
+    """The documented bilateral (float32, before rounding): two cv2.bilateralFilter passes over
+    the 4-neighbour cross (d = 3), sigmaColor 2 sigma."""
+    once = cv2.bilateralFilter(work, d=3, sigmaColor=2.0 * sigma, sigmaSpace=BILATERAL_SIGMA_SPACE)
+    return cv2.bilateralFilter(once, d=3, sigmaColor=2.0 * sigma, sigmaSpace=BILATERAL_SIGMA_SPACE)
 
 
 def noisy_pair(clean12, dtype, sigma_frac=0.01, seed=0):
@@ -149,7 +156,7 @@ def test_bilateral_fast_path_range_and_values(clean12, top):
     work = img.astype(np.float32)
     speck = speck_mask(img, sigma)
     work[speck] = med[speck]
-    ref = np.clip(np.rint(cv2.bilateralFilter(work, d=5, sigmaColor=2.0 * sigma, sigmaSpace=1.5)), 0, top)
+    ref = np.clip(np.rint(_bilateral_ref(work, sigma)), 0, top)
     np.testing.assert_array_equal(out, ref.astype(np.uint16))
 
 
@@ -170,7 +177,7 @@ def test_specks_repaired_at_their_own_pixels(clean12):
     assert speck.sum() - speck[rr, cc].sum() <= 1e-4 * img.size  # besides them, only rare noise spikes (2 here)
     work = img.astype(np.float32)
     work[speck] = med[speck]
-    ref = np.clip(np.rint(cv2.bilateralFilter(work, d=5, sigmaColor=2.0 * sigma, sigmaSpace=1.5)), 0, 4095)
+    ref = np.clip(np.rint(_bilateral_ref(work, sigma)), 0, 4095)
     np.testing.assert_array_equal(denoise(img, method="bilateral"), ref.astype(np.uint16))
     fixed = img.copy()
     fixed[speck] = med[speck]
