@@ -266,3 +266,21 @@ def test_both_speck_routes_find_the_same_specks(clean12, dtype, monkeypatch):
     assert found["gather"] == found["morphology"]
     assert set(zip(*np.nonzero(speck_mask(img, sigma)))) == found["gather"]
     assert len(found["gather"] & set(zip(rr.tolist(), cc.tolist()))) >= 50
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_noise_sigma_histogram_median_is_exact_with_clipped_areas(dtype):
+    """On a film large enough for the counted histogram (240 000 pixels, noise well below its
+    limit) and half clipped to black, the estimate is the exact median over the pixels whose 3x3
+    window holds no clipped value (numpy windows, float64 filter, np.median)."""
+    rng = np.random.default_rng(12)
+    top = np.iinfo(dtype).max
+    img = np.clip(np.rint(rng.normal(top / 2, top / 40, (400, 600))), 1, top - 1).astype(dtype)
+    img[:, :250] = 0
+    f = cv2.filter2D(img.astype(np.float64), cv2.CV_64F, np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float64),
+                     borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
+    win = np.lib.stride_tricks.sliding_window_view(img, (3, 3))
+    clear = (win.min(axis=(2, 3)) > img.min()) & (win.max(axis=(2, 3)) < img.max())
+    expected = 1.4826 * np.median(np.abs(f[clear])) / 6.0
+    assert estimate_noise_sigma(img) == expected
+    assert expected == pytest.approx(top / 40, rel=0.1)

@@ -1,0 +1,37 @@
+"""pipeline.histogram: exact counts and np.percentile's values from them, for both of its
+counting routes (np.bincount below 65 536 values, chunked cv2.calcHist above)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.histogram import exact_histogram, percentile_from_cumulative, percentile_from_histogram
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("shape", [(50, 60), (400, 300)])  # bincount / calcHist
+def test_values_outside_the_bins_are_not_counted(dtype, shape):
+    rng = np.random.default_rng(3)
+    top = np.iinfo(dtype).max
+    img = rng.integers(0, top + 1, shape).astype(dtype)
+    lo, bins = top // 4, top // 3
+    h = exact_histogram(img, lo, bins)
+    inside = img[(img >= lo) & (img < lo + bins)].astype(np.int64) - lo
+    assert h.shape == (bins,) and h.dtype == np.int64
+    np.testing.assert_array_equal(h, np.bincount(inside, minlength=bins))
+    assert 0 < h.sum() < img.size  # values on both sides were left out
+
+
+def test_percentiles_match_numpy_with_a_tail_bin():
+    """The noise estimate counts the values below a limit and puts the rest in one last bin:
+    percentiles whose ranks fall below that bin are the exact ones."""
+    rng = np.random.default_rng(4)
+    v = np.rint(np.abs(rng.normal(0, 3000, 100_001))).astype(np.uint16)
+    limit = 4000
+    cum = np.cumsum(exact_histogram(v, 0, limit))
+    assert cum[-1] > v.size // 2
+    with_tail = np.append(cum, v.size)
+    for q in (1, 25, 50):
+        assert percentile_from_cumulative(with_tail, q) == pytest.approx(float(np.percentile(v, q)), abs=1e-9)
+    assert percentile_from_histogram(exact_histogram(v), 50) == float(np.median(v))
