@@ -169,8 +169,18 @@ def _process(
         residual_skew = (checks.measure_residual_skew(pixels, geom, margin_px=int(round(0.25 * scan.dpi)))
                          if geom.skew_source == "edges" else None)
         del pixels
+    undenoised = film  # the label-kind test compares grain, which denoising (and inpainting) removes
+    if settings.denoise.scratches and settings.denoise.method != "off":  # off: every pixel as scanned
+        # on the film as straightened, before any quarter turn (the reviewer's forced one here, the
+        # label's below), as the review page's preview repairs it
+        with timer("denoise"):
+            film, scratch_report = scratches.repair_scratches(film, dpi=scan.dpi)
+        record["scratches_repaired"] = scratch_report.lines
+        record["scratches_pixels"] = scratch_report.pixels
     if settings.geometry.rotation_k:  # a reviewer's forced orientation
+        repaired = film is not undenoised
         film = np.ascontiguousarray(np.rot90(film, settings.geometry.rotation_k))
+        undenoised = np.rot90(undenoised, settings.geometry.rotation_k) if repaired else film
         geom = dataclasses.replace(geom, rotation_k=settings.geometry.rotation_k, orientation_decided=True,
                                    crop_shape=(int(film.shape[0]), int(film.shape[1])))
     record.update(skew_deg=round(geom.skew_deg, 3), inverted=inverted,
@@ -179,12 +189,7 @@ def _process(
                             "film_count": geom.film_count, "rotation_k": geom.rotation_k,
                             "orientation_decided": geom.orientation_decided, "skew_source": geom.skew_source})
 
-    undenoised = film  # the label-kind test compares grain, which denoising removes
     with timer("denoise"):
-        if settings.denoise.scratches and settings.denoise.method != "off":  # off: every pixel as scanned
-            film, scratch_report = scratches.repair_scratches(film, dpi=scan.dpi)
-            record["scratches_repaired"] = scratch_report.lines
-            record["scratches_pixels"] = scratch_report.pixels
         film = denoise_mod.denoise(film, method=settings.denoise.method, strength=settings.denoise.strength,
                                    despeckle=settings.denoise.despeckle)
     record.update(phash=qc_phash.film_phash(film), polarity_margin=round(polarity_margin, 3),

@@ -278,6 +278,29 @@ def test_method_off_keeps_every_pixel_and_the_preview_shows_the_repair(tmp_path)
     assert report.pixels > 0 and np.array_equal(shown, repaired)  # what the flow removed is what the page shows
 
 
+def test_forced_turn_archives_the_repair_the_preview_shows(tmp_path):
+    """A reviewer's forced quarter turn with scratch repair on: the flow repairs the film as
+    straightened and turns it after, as the review page's preview does, so the archived pixels
+    are the ones the reviewer saw (denoise strength 0: the repair is the only pixel change)."""
+    from flows.film import process_film
+    from qc.review.previews import processed_pixels
+
+    src = scratched_sample(tmp_path)
+    settings = load_settings(SAMPLES / "filmflow.toml", denoise={"scratches": True, "strength": 0.0},
+                             geometry={"rotation_k": 1})
+    held = process_film(src, source_file="film_08.png", settings=settings, batch_name="b", manifest_rows=None,
+                        staging_dir=tmp_path)
+    assert held.record["scratches_repaired"] >= 1 and held.record["geometry"]["rotation_k"] == 1
+    out = process_film(src, source_file="film_08.png", settings=settings, batch_name="b", manifest_rows=None,
+                       staging_dir=tmp_path, overrides={"PatientID": held.record["PatientID"]})
+    assert out.staged_path, (out.state, out.record.get("qc_flags"))
+    archived = pydicom.dcmread(out.staged_path).pixel_array
+    shown, _ = processed_pixels(str(src), out.record, settings)
+    straight, _ = processed_pixels(str(src), {**out.record, "scratches_repaired": 0}, settings)
+    assert shown.shape == archived.shape and not np.array_equal(shown, straight)
+    np.testing.assert_array_equal(archived, shown)
+
+
 def test_release_holds_a_film_for_a_finding_the_reviewer_never_saw(tmp_path):
     """A film approved for another reason, released after scratch repair was turned on, goes back
     to review instead of being archived with a line inpainted nobody looked at; a finding the
