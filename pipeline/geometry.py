@@ -147,7 +147,8 @@ def _block_means(img: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _find_film(img: np.ndarray, block_means: np.ndarray, s: int) -> FilmDetection:
     """:func:`find_film` on a checked scan and its :func:`_block_means` copy."""
-    small = cv2.GaussianBlur(cv2.medianBlur(block_means, 3), (0, 0), 1.0)  # median: dust specks
+    small = cv2.medianBlur(block_means, 3)  # median: dust specks
+    cv2.GaussianBlur(small, (0, 0), 1.0, dst=small)  # in place: one fresh copy fewer (same values)
 
     lo, hi = _percentiles(small[::2, ::2], (0.5, 99.5))  # every 4th pixel of the smoothed copy suffices
     # the scan's maximum matters only for a contrast below 0.03 * 0.05 of the dtype's range
@@ -164,16 +165,16 @@ def _find_film(img: np.ndarray, block_means: np.ndarray, s: int) -> FilmDetectio
     if _percentiles(ring, (90,))[0] < lo + 0.6 * (hi - lo):
         return whole  # no bright bed around the film: already cropped (or a negative)
     plane, sigma = _fit_bed_plane(rx, ry, ring, ring >= lo + 0.6 * (hi - lo))
-    # uneven illumination of the bed, as an outer sum (no coordinate grids)
-    bed_map = (plane[1] * np.arange(small.shape[1], dtype=np.float32))[None, :] + (
-        plane[0] + plane[2] * np.arange(small.shape[0], dtype=np.float32))[:, None]
-    bed = _median(plane[0] + plane[1] * rx + plane[2] * ry)
+    # uneven illumination of the bed, bed_map = col_term[None, :] + row_term[:, None] (float64)
+    col_term = plane[1] * np.arange(small.shape[1], dtype=np.float32)
+    row_term = plane[0] + plane[2] * np.arange(small.shape[0], dtype=np.float32)
+    bed = _sorted_median(np.sort(plane[0] + plane[1] * rx + plane[2] * ry))
     margin = max(5.0 * sigma, 0.08 * (bed - lo))
-    below = small - bed_map  # negative where darker than the bed
 
-    if np.mean(below[ry, rx] >= -margin) < 0.02:
+    # share of the border ring not darker than the bed by the margin (small - bed_map there)
+    if np.count_nonzero(ring - (col_term[rx] + row_term[ry]) >= -margin) / ring.size < 0.02:
         return whole  # (almost) no bed visible on the border
-    mask = (below < -margin).astype(np.uint8)
+    mask = _darker_than_bed(small, col_term, row_term, margin)
     thr = bed - margin
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
@@ -233,6 +234,38 @@ def _find_film(img: np.ndarray, block_means: np.ndarray, s: int) -> FilmDetectio
         bed_level=bed,
         sides_measured=len(angles),
     )
+
+
+def _darker_than_bed(small: np.ndarray, col_term: np.ndarray, row_term: np.ndarray, margin: float) -> np.ndarray:
+    """Pixels darker than the fitted bed by more than ``margin``.
+
+    Parameters
+    ----------
+    small : ndarray of shape (R, C), float32
+        The smoothed working copy, image units.
+    col_term, row_term : ndarray of shape (C,) and (R,), float64
+        The bed plane as ``bed_map = col_term[None, :] + row_term[:, None]``, image units.
+    margin : float
+        Image units.
+
+    Returns
+    -------
+    ndarray of shape (R, C), uint8
+        1 where ``small - bed_map < -margin`` (float64, as that expression), else 0. Computed
+        over blocks of rows: no full-size float64 map is allocated (the two (R, C) float64
+        temporaries cost more in fresh memory pages than in arithmetic).
+    """
+    rows, cols = small.shape
+    out = np.empty((rows, cols), dtype=bool)
+    chunk = max(1, 8192 // cols)  # rows per block: a 64 KiB float64 buffer, reused
+    buf = np.empty((chunk, cols), dtype=np.float64)
+    for i0 in range(0, rows, chunk):
+        i1 = min(rows, i0 + chunk)
+        b = buf[: i1 - i0]
+        np.add(col_term[None, :], row_term[i0:i1, None], out=b)
+        np.subtract(small[i0:i1], b, out=b)
+        np.less(b, -margin, out=out[i0:i1])
+    return out.view(np.uint8)
 
 
 def estimate_skew(image: np.ndarray) -> float:
@@ -405,17 +438,44 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 def _fit_bed_plane(x: np.ndarray, y: np.ndarray, v: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, float]:
     """Least-squares plane ``v = a + b x + c y`` through the bed pixels of the
     border, trimming outliers (film, dust) at 3 MAD; returns (a, b, c) and the
-    robust residual sigma."""
+    robust residual sigma.
+
+    Parameters
+    ----------
+    x, y : ndarray of shape (P,), int
+        Column and row of each border pixel (working-copy pixels).
+    v : ndarray of shape (P,), float32
+        Their values, image units.
+    keep : ndarray of shape (P,), bool
+        The pixels taken as bed to start with.
+
+    Returns
+    -------
+    coef : ndarray of shape (3,), float64
+        (a, b, c): image units, and image units per working-copy pixel.
+    sigma : float
+        1.4826 x the median absolute deviation of the kept pixels' residuals, image units.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        The kept pixels do not span a plane (all on one line).
+    """
     a = np.column_stack([np.ones_like(x, dtype=np.float64), x, y])
-    coef = np.array([_median(v[keep]), 0.0, 0.0])
     for _ in range(4):
-        ak = a[keep]
-        coef = np.linalg.solve(ak.T @ ak, ak.T @ v[keep])  # normal equations of the 3-parameter fit
+        # np.compress: the rows of a[keep] (the same values), several times faster on (P, 3)
+        ak = np.compress(keep, a, axis=0)
+        coef = np.linalg.solve(ak.T @ ak, ak.T @ np.compress(keep, v))  # normal equations of the fit
         r = v - a @ coef
-        rk = r[keep]
-        sigma = 1.4826 * _median(np.abs(rk - _median(rk)))
-        new = keep & (np.abs(r) <= max(3.0 * sigma, 1e-6))
-        if new.sum() < 10 or np.array_equal(new, keep):
+        rs = np.sort(np.compress(keep, r))
+        rs -= _sorted_median(rs)
+        np.abs(rs, out=rs)
+        rs.sort()
+        sigma = 1.4826 * _sorted_median(rs)
+        new = np.abs(r)
+        new = new <= max(3.0 * sigma, 1e-6)
+        new &= keep
+        if np.count_nonzero(new) < 10 or np.array_equal(new, keep):
             break
         keep = new
     return coef, sigma
@@ -479,68 +539,81 @@ def _refine_sides(
     """
     rows, cols = img.shape
     k = np.arange(-search, search + 0.25, 0.5)
-    sides = []  # per side: (first profile row, base points, direction t, outward normal n) or None
+    # per live side: (index, profile rows a:b, base x, base y, direction t, outward normal (nx, ny))
+    sides = []
     start = 0
     for i in range(4):
         p0, p1 = corners[i], corners[(i + 1) % 4]
-        length = float(np.linalg.norm(p1 - p0))
-        t = (p1 - p0) / length
-        n = np.array([t[1], -t[0]])  # left normal of a clockwise outline points outward
+        e = p1 - p0
+        length = math.sqrt(float(e.dot(e)))  # np.linalg.norm's own arithmetic, without its overhead
+        t = e / length
+        tx, ty = float(t[0]), float(t[1])
         step = max(2.0, length / max_profiles)
         u = np.arange(CORNER_SKIP * length, (1 - CORNER_SKIP) * length, step)
         if u.size < 12:
-            sides.append(None)
             continue
-        base = p0[None, :] + u[:, None] * t[None, :]
+        bx, by = p0[0] + u * tx, p0[1] + u * ty
         # samples beyond the scan repeat the border value (flat: no false edge there)
-        ok = (base[:, 0] >= 0) & (base[:, 0] <= cols - 1) & (base[:, 1] >= 0) & (base[:, 1] <= rows - 1)
-        if ok.sum() < 12:
-            sides.append(None)
+        ok = (bx >= 0) & (bx <= cols - 1) & (by >= 0) & (by <= rows - 1)
+        n_ok = int(np.count_nonzero(ok))
+        if n_ok < 12:
             continue
-        sides.append((start, base[ok], t, n))
-        start += int(ok.sum())
-    live = [sd for sd in sides if sd is not None]
-    if not live:
+        if n_ok < u.size:
+            bx, by = bx[ok], by[ok]
+        # left normal of a clockwise outline points outward
+        sides.append((i, start, start + n_ok, bx, by, t, ty, -tx))
+        start += n_ok
+    if not sides:
         return [None] * 4
-    base = np.concatenate([sd[1] for sd in live])
-    nrm = np.concatenate([np.broadcast_to(sd[3], sd[1].shape) for sd in live])
-    # the (U, K) sample coordinates, computed in float64 and handed to remap in float32 (it rounds
-    # them to 1/32 px); bilinear samples, beyond the scan its border value
-    map_x = (base[:, :1] + k[None, :] * nrm[:, :1]).astype(np.float32)
-    map_y = (base[:, 1:] + k[None, :] * nrm[:, 1:]).astype(np.float32)
+    # the (U, K) sample coordinates base + k * normal, computed in float64 and stored in float32
+    # (remap rounds them to 1/32 px); the normal is constant along a side, so k * normal is one
+    # (K,) row per side; bilinear samples, beyond the scan its border value
+    map_x = np.empty((start, k.size), dtype=np.float32)
+    map_y = np.empty((start, k.size), dtype=np.float32)
+    for _, a, b, bx, by, _, nx, ny in sides:
+        np.add(bx[:, None], (k * nx)[None, :], out=map_x[a:b])
+        np.add(by[:, None], (k * ny)[None, :], out=map_y[a:b])
     samples = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     # Gaussian smoothing (sigma 1 sample, mirrored ends) and its central difference, each one
-    # correlation along the profiles; outward: film (dark) -> bed (bright) is a rise
-    prof = cv2.filter2D(samples, cv2.CV_64F, _PROFILE_SMOOTH, borderType=cv2.BORDER_REFLECT)
+    # correlation along the profiles; outward: film (dark) -> bed (bright) is a rise. Only the
+    # 4 smoothed samples at each end are used: smoothed on the end 8 columns (the kernel reaches
+    # 4 beyond them; the ends' mirroring is the whole profile's)
     grad = cv2.filter2D(samples, cv2.CV_64F, _PROFILE_DERIV, borderType=cv2.BORDER_REFLECT)
-    j = np.argmax(grad[:, 1:-1], axis=1) + 1
-    g0, g1, g2 = (grad[np.arange(len(j)), j + o] for o in (-1, 0, 1))
+    n_k = k.size
+    head = cv2.filter2D(samples[:, :8], cv2.CV_64F, _PROFILE_SMOOTH, borderType=cv2.BORDER_REFLECT)[:, :4]
+    tail = cv2.filter2D(samples[:, n_k - 8 :], cv2.CV_64F, _PROFILE_SMOOTH, borderType=cv2.BORDER_REFLECT)[:, 4:]
+    # steepest rise inside the profile (columns 1 .. K-2): the first maximum of each row with the
+    # end columns set to -inf for the search (argmax of the strided grad[:, 1:-1] would copy it)
+    ends = grad[:, [0, -1]]
+    grad[:, [0, -1]] = -np.inf
+    j = np.argmax(grad, axis=1)
+    grad[:, [0, -1]] = ends
+    flat = grad.ravel()
+    at = np.arange(0, start * n_k, n_k) + j
+    g0, g1, g2 = flat[at - 1], flat[at], flat[at + 1]
     denom = g0 - 2 * g1 + g2
     off = np.where(denom < 0, 0.5 * (g0 - g2) / np.where(denom == 0, -1, denom), 0.0)
     off = np.clip(off, -0.5, 0.5)
-    stepsize = prof[:, -4:].mean(axis=1) - prof[:, :4].mean(axis=1)
-    good = (stepsize > min_step) & (j > 1) & (j < len(k) - 2)
+    stepsize = tail.mean(axis=1) - head.mean(axis=1)
+    good = (stepsize > min_step) & (j > 1) & (j < n_k - 2)
     pos = k[0] + (j + off) * 0.5
-    fits: list[tuple[np.ndarray, np.ndarray, int, float] | None] = []
-    for sd in sides:
-        if sd is None:
-            fits.append(None)
-            continue
-        a, b = sd[0], sd[0] + len(sd[1])
+    fits: list[tuple[np.ndarray, np.ndarray, int, float] | None] = [None] * 4
+    for i, a, b, bx, by, t, nx, ny in sides:
         g = good[a:b]
-        if g.sum() < 12:
-            fits.append(None)
+        if np.count_nonzero(g) < 12:
             continue
-        edge = sd[1][g] + pos[a:b][g][:, None] * sd[3][None, :]
+        pg = pos[a:b][g]
+        ex, ey = bx[g] + pg * nx, by[g] + pg * ny
         # steps right at the scan border are scanner-edge artefacts, not the film edge
-        border_dist = np.minimum.reduce([edge[:, 0], cols - 1 - edge[:, 0], edge[:, 1], rows - 1 - edge[:, 1]])
-        edge = edge[border_dist > 3.0]
-        if len(edge) < 12:
-            fits.append(None)
+        inside = (ex > 3.0) & (cols - 1 - ex > 3.0) & (ey > 3.0) & (rows - 1 - ey > 3.0)
+        n_in = int(np.count_nonzero(inside))
+        if n_in < 12:
             continue
-        fit = _robust_line(edge, sd[2])
+        if n_in < ex.size:
+            ex, ey = ex[inside], ey[inside]
+        fit = _robust_line(ex, ey, t)
         # scattered points (anatomy inside a film that fills the scan) are not a straight film edge
-        fits.append(None if fit is not None and fit[3] > MAX_EDGE_RMS_PX else fit)
+        fits[i] = None if fit is not None and fit[3] > MAX_EDGE_RMS_PX else fit
     return fits
 
 
@@ -559,32 +632,61 @@ def _profile_kernels() -> tuple[np.ndarray, np.ndarray]:
 _PROFILE_SMOOTH, _PROFILE_DERIV = _profile_kernels()
 
 
-def _robust_line(pts: np.ndarray, t_hint: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float] | None:
-    """Total-least-squares line with iterative trimming of outliers."""
-    x, y = np.ascontiguousarray(pts[:, 0]), np.ascontiguousarray(pts[:, 1])
+def _robust_line(
+    x: np.ndarray, y: np.ndarray, t_hint: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int, float] | None:
+    """Total-least-squares line through the points (x, y) with iterative trimming of outliers.
+
+    Parameters
+    ----------
+    x, y : ndarray of shape (P,), float64
+        Point coordinates, pixels (contiguous).
+    t_hint : ndarray of shape (2,), float64
+        Approximate direction of the line; the returned direction points the same way.
+
+    Returns
+    -------
+    (centre, direction, inliers, rms) or None
+        ``centre`` (2,) float64, the inliers' centroid; ``direction`` (2,) float64, unit vector;
+        the inlier count; their rms distance from the line, pixels. None when fewer than 12
+        points survive the trimming (|residual - median| <= max(3 MAD, 0.3 px), up to 5 rounds).
+    """
     xk, yk, keep = x, y, None
     for _ in range(5):
-        cx, cy = float(xk.mean()), float(yk.mean())
+        n = xk.size
+        # centroid (the float64 sum / count of ndarray.mean) and principal axis of the 2x2 scatter
+        # matrix (closed form of the SVD's first vector)
+        cx, cy = float(np.add.reduce(xk)) / n, float(np.add.reduce(yk)) / n
         dx, dy = xk - cx, yk - cy
-        # principal axis of the 2x2 scatter matrix (closed form of the SVD's first vector)
-        theta = 0.5 * math.atan2(2.0 * float(dx @ dy), float(dx @ dx - dy @ dy))
+        theta = 0.5 * math.atan2(2.0 * float(dx.dot(dy)), float(dx.dot(dx)) - float(dy.dot(dy)))
         d = np.array([math.cos(theta), math.sin(theta)])
-        if d @ t_hint < 0:
+        if d.dot(t_hint) < 0:
             d = -d
-        r = (x - cx) * -d[1] + (y - cy) * d[0]  # signed distance along the normal (-d_y, d_x)
+        # signed distance along the normal (-d_y, d_x)
+        r = x - cx
+        r *= -d[1]
+        ry = y - cy
+        ry *= d[0]
+        r += ry
         rk = r if keep is None else r[keep]
-        med = _sorted_median(np.sort(rk))
-        mad = 1.4826 * _sorted_median(np.sort(np.abs(rk - med)))
-        new = np.abs(r - med) <= max(3.0 * mad, 0.3)
+        rs = np.sort(rk)
+        med = _sorted_median(rs)
+        rs -= med
+        np.abs(rs, out=rs)
+        rs.sort()
+        mad = 1.4826 * _sorted_median(rs)
+        dev = r - med
+        np.abs(dev, out=dev)
+        new = dev <= max(3.0 * mad, 0.3)
         n_new = int(np.count_nonzero(new))
         if n_new < 12:
             return None
-        if keep is None and n_new == new.size or keep is not None and np.array_equal(new, keep):
+        if keep is None and n_new == new.size or keep is not None and n_new == n and np.array_equal(new, keep):
             break
         keep = new
         xk, yk = x[keep], y[keep]
     rk = r if keep is None else r[keep]
-    rms = float(np.sqrt(np.mean(rk**2)))
+    rms = math.sqrt(float(np.add.reduce(rk * rk)) / rk.size)
     return np.array([cx, cy]), d, int(rk.size), rms
 
 
