@@ -207,13 +207,13 @@ def _find_film(img: np.ndarray, block_means: np.ndarray, s: int) -> FilmDetectio
         for i, fit in enumerate(fits):
             p0, p1 = corners[i], corners[(i + 1) % 4]
             if fit is None:
-                d = (p1 - p0) / np.linalg.norm(p1 - p0)
+                d = (p1 - p0) / _length(p1 - p0)
                 lines.append((p0, d))
                 continue
             c, d, npts, rms = fit
             lines.append((c, d))
             angles.append(_side_angle(i, d))
-            length = float(np.linalg.norm(p1 - p0))
+            length = _length(p1 - p0)
             weights.append(npts * length**2 / max(rms, 0.05) ** 2)
         corners = np.array([_intersect(lines[(i - 1) % 4], lines[i]) for i in range(4)])
         search = 2.0 * s + 4.0
@@ -224,7 +224,7 @@ def _find_film(img: np.ndarray, block_means: np.ndarray, s: int) -> FilmDetectio
         wts = np.asarray(weights)
         skew = math.degrees(math.atan2(np.sum(wts * np.sin(a)), np.sum(wts * np.cos(a))))
     else:
-        skew = _side_angle(0, (corners[1] - corners[0]) / np.linalg.norm(corners[1] - corners[0]))
+        skew = _side_angle(0, (corners[1] - corners[0]) / _length(corners[1] - corners[0]))
     quad = tuple((float(x), float(y)) for x, y in corners)
     return FilmDetection(
         quad=quad,
@@ -497,6 +497,12 @@ def _ring_coords(shape: tuple[int, int], w: int) -> tuple[np.ndarray, np.ndarray
     return ry, rx
 
 
+def _length(v: np.ndarray) -> float:
+    """Euclidean length of a 2-vector: ``np.linalg.norm``'s own arithmetic (the square root of
+    ``v.dot(v)``, the same value) without its per-call overhead."""
+    return math.sqrt(float(v.dot(v)))
+
+
 def _whole_image(shape: tuple[int, int]) -> FilmDetection:
     rows, cols = shape
     quad = ((0.0, 0.0), (cols - 1.0, 0.0), (cols - 1.0, rows - 1.0), (0.0, rows - 1.0))
@@ -544,9 +550,8 @@ def _refine_sides(
     start = 0
     for i in range(4):
         p0, p1 = corners[i], corners[(i + 1) % 4]
-        e = p1 - p0
-        length = math.sqrt(float(e.dot(e)))  # np.linalg.norm's own arithmetic, without its overhead
-        t = e / length
+        length = _length(p1 - p0)
+        t = (p1 - p0) / length
         tx, ty = float(t[0]), float(t[1])
         step = max(2.0, length / max_profiles)
         u = np.arange(CORNER_SKIP * length, (1 - CORNER_SKIP) * length, step)
@@ -581,7 +586,7 @@ def _refine_sides(
     grad = cv2.filter2D(samples, cv2.CV_64F, _PROFILE_DERIV, borderType=cv2.BORDER_REFLECT)
     n_k = k.size
     head = cv2.filter2D(samples[:, :8], cv2.CV_64F, _PROFILE_SMOOTH, borderType=cv2.BORDER_REFLECT)[:, :4]
-    tail = cv2.filter2D(samples[:, n_k - 8 :], cv2.CV_64F, _PROFILE_SMOOTH, borderType=cv2.BORDER_REFLECT)[:, 4:]
+    tail = cv2.filter2D(samples[:, -8:], cv2.CV_64F, _PROFILE_SMOOTH, borderType=cv2.BORDER_REFLECT)[:, -4:]
     # steepest rise inside the profile (columns 1 .. K-2): the first maximum of each row with the
     # end columns set to -inf for the search (argmax of the strided grad[:, 1:-1] would copy it)
     ends = grad[:, [0, -1]]
@@ -662,10 +667,10 @@ def _robust_line(
         d = np.array([math.cos(theta), math.sin(theta)])
         if d.dot(t_hint) < 0:
             d = -d
-        # signed distance along the normal (-d_y, d_x)
-        r = x - cx
+        # signed distance of every point along the normal (-d_y, d_x); with no point trimmed yet,
+        # dx and dy are already x - cx and y - cy (and are not needed any more)
+        r, ry = (dx, dy) if keep is None else (x - cx, y - cy)
         r *= -d[1]
-        ry = y - cy
         ry *= d[0]
         r += ry
         rk = r if keep is None else r[keep]
@@ -877,22 +882,27 @@ def _bed_border_fraction(block_means: np.ndarray) -> float:
     w = max(3, min(small.shape) // 50)
     rows, cols = small.shape
     if rows <= 2 * w + 4 or cols <= 2 * w + 4:
-        strips = [small]  # the ring is (nearly) the whole copy
+        blocks = [small]  # the ring is (nearly) the whole copy
         ring = np.zeros(small.shape, dtype=bool)
         ring[:w], ring[-w:], ring[:, :w], ring[:, -w:] = True, True, True, True
-        keep = [ring]
+        keep = [[ring]]
     else:
         # the four strips of the ring, each with the 2 rows or columns the 5 x 5 window reaches
-        # beyond it (the same mirrored scan border as a whole-copy box filter); the side strips'
-        # ends are counted once, in the top and bottom strips
-        strips = [small[: w + 2], small[-w - 2 :], small[:, : w + 2], small[:, -w - 2 :]]
-        keep = [(slice(0, w), slice(None)), (slice(2, None), slice(None)),
-                (slice(w, rows - w), slice(0, w)), (slice(w, rows - w), slice(2, None))]
+        # beyond it (the same mirrored scan border as a whole-copy box filter), in two blocks of
+        # 2w + 4 rows: the top strip over the bottom one, and the left strip over the right one,
+        # transposed. No counted pixel's window reaches across a block's seam, and the box sums
+        # are exact (cv2.blur sums float32 in float64; the block means are integers), so every
+        # value is the whole-copy filter's. The side strips' ends are counted once, in the top
+        # and bottom strips.
+        blocks = [np.vstack([small[: w + 2], small[-w - 2 :]]), np.vstack([small[:, : w + 2].T, small[:, -w - 2 :].T])]
+        keep = [[(slice(0, w), slice(None)), (slice(w + 4, None), slice(None))],
+                [(slice(0, w), slice(w, rows - w)), (slice(w + 4, None), slice(w, rows - w))]]
     n_bed = n_ring = 0
-    for strip, k in zip(strips, keep):
-        mean = cv2.blur(strip, (5, 5))
-        sd = np.sqrt(np.maximum(cv2.blur(strip * strip, (5, 5)) - mean * mean, 0.0))
-        bed = ((mean >= hi - 0.15 * (hi - lo)) & (sd <= 0.03 * (hi - lo)))[k]
-        n_bed += int(np.count_nonzero(bed))
-        n_ring += bed.size
+    for block, ks in zip(blocks, keep):
+        mean = cv2.blur(block, (5, 5))
+        sd = np.sqrt(np.maximum(cv2.blur(block * block, (5, 5)) - mean * mean, 0.0))
+        bed = (mean >= hi - 0.15 * (hi - lo)) & (sd <= 0.03 * (hi - lo))
+        for k in ks:
+            n_bed += int(np.count_nonzero(bed[k]))
+            n_ring += bed[k].size
     return n_bed / n_ring
