@@ -539,9 +539,27 @@ def _refine_sides(
     """Sub-pixel edge points across each side ``corners[i] -> corners[i + 1]`` and a robust line
     through each side's points (the profiles of all four sides sampled and differentiated in one pass).
 
-    Returns, per side, (point on line, unit direction p0->p1, inlier count, rms residual px), or
-    None when fewer than 12 usable edge points were found or they scatter (rms above
-    :data:`MAX_EDGE_RMS_PX`).
+    Parameters
+    ----------
+    img : ndarray of shape (M, N), uint8 or uint16
+        The scan.
+    corners : ndarray of shape (4, 2), float64
+        Current film corners (x, y), clockwise from top-left, scan pixels.
+    search : float
+        Half-length of each profile across the edge, pixels (at least 2: about ``4 search + 1``
+        samples per profile, 0.5 px apart).
+    min_step : float
+        Least rise from the film to the bed along a profile (mean of its 4 smoothed samples at
+        each end), image units.
+    max_profiles : int
+        Most profiles per side (at least 2 px apart).
+
+    Returns
+    -------
+    list of 4 (tuple or None)
+        Per side, (point on line (2,), unit direction p0->p1 (2,), inlier count, rms residual px),
+        or None when fewer than 12 usable edge points were found or they scatter (rms above
+        :data:`MAX_EDGE_RMS_PX`).
     """
     rows, cols = img.shape
     k = np.arange(-search, search + 0.25, 0.5)
@@ -558,12 +576,17 @@ def _refine_sides(
         if u.size < 12:
             continue
         bx, by = p0[0] + u * tx, p0[1] + u * ty
-        # samples beyond the scan repeat the border value (flat: no false edge there)
-        ok = (bx >= 0) & (bx <= cols - 1) & (by >= 0) & (by <= rows - 1)
-        n_ok = int(np.count_nonzero(ok))
-        if n_ok < 12:
-            continue
-        if n_ok < u.size:
+        # base points beyond the scan are dropped (its samples would repeat the border value:
+        # flat, no false edge there); bx and by are monotonic along the side, so when both ends
+        # are inside, all are
+        x_lo, x_hi = sorted((float(bx[0]), float(bx[-1])))
+        y_lo, y_hi = sorted((float(by[0]), float(by[-1])))
+        n_ok = u.size
+        if not (x_lo >= 0 and x_hi <= cols - 1 and y_lo >= 0 and y_hi <= rows - 1):
+            ok = (bx >= 0) & (bx <= cols - 1) & (by >= 0) & (by <= rows - 1)
+            n_ok = int(np.count_nonzero(ok))
+            if n_ok < 12:
+                continue
             bx, by = bx[ok], by[ok]
         # left normal of a clockwise outline points outward
         sides.append((i, start, start + n_ok, bx, by, t, ty, -tx))
@@ -585,8 +608,8 @@ def _refine_sides(
     # 4 beyond them; the ends' mirroring is the whole profile's)
     grad = cv2.filter2D(samples, cv2.CV_64F, _PROFILE_DERIV, borderType=cv2.BORDER_REFLECT)
     n_k = k.size
-    head = cv2.filter2D(samples[:, :8], cv2.CV_64F, _PROFILE_SMOOTH, borderType=cv2.BORDER_REFLECT)[:, :4]
-    tail = cv2.filter2D(samples[:, -8:], cv2.CV_64F, _PROFILE_SMOOTH, borderType=cv2.BORDER_REFLECT)[:, -4:]
+    head = cv2.filter2D(samples[:, :8], cv2.CV_64F, _PROFILE_SMOOTH, borderType=cv2.BORDER_REFLECT)
+    tail = cv2.filter2D(samples[:, -8:], cv2.CV_64F, _PROFILE_SMOOTH, borderType=cv2.BORDER_REFLECT)
     # steepest rise inside the profile (columns 1 .. K-2): the first maximum of each row with the
     # end columns set to -inf for the search (argmax of the strided grad[:, 1:-1] would copy it)
     ends = grad[:, [0, -1]]
@@ -599,27 +622,34 @@ def _refine_sides(
     denom = g0 - 2 * g1 + g2
     off = np.where(denom < 0, 0.5 * (g0 - g2) / np.where(denom == 0, -1, denom), 0.0)
     off = np.clip(off, -0.5, 0.5)
-    stepsize = tail.mean(axis=1) - head.mean(axis=1)
+    stepsize = _mean4(tail[:, -4:]) - _mean4(head[:, :4])
     good = (stepsize > min_step) & (j > 1) & (j < n_k - 2)
     pos = k[0] + (j + off) * 0.5
+    # edge points of all profiles at once, base + pos * normal; steps right at the scan border
+    # are scanner-edge artefacts, not the film edge
+    counts = [sd[2] - sd[1] for sd in sides]
+    ex = np.concatenate([sd[3] for sd in sides]) + pos * np.repeat([sd[6] for sd in sides], counts)
+    ey = np.concatenate([sd[4] for sd in sides]) + pos * np.repeat([sd[7] for sd in sides], counts)
+    usable = good & (ex > 3.0) & (cols - 1 - ex > 3.0) & (ey > 3.0) & (rows - 1 - ey > 3.0)
     fits: list[tuple[np.ndarray, np.ndarray, int, float] | None] = [None] * 4
-    for i, a, b, bx, by, t, nx, ny in sides:
-        g = good[a:b]
-        if np.count_nonzero(g) < 12:
+    for i, a, b, _, _, t, _, _ in sides:
+        use = usable[a:b]
+        if np.count_nonzero(use) < 12:
             continue
-        pg = pos[a:b][g]
-        ex, ey = bx[g] + pg * nx, by[g] + pg * ny
-        # steps right at the scan border are scanner-edge artefacts, not the film edge
-        inside = (ex > 3.0) & (cols - 1 - ex > 3.0) & (ey > 3.0) & (rows - 1 - ey > 3.0)
-        n_in = int(np.count_nonzero(inside))
-        if n_in < 12:
-            continue
-        if n_in < ex.size:
-            ex, ey = ex[inside], ey[inside]
-        fit = _robust_line(ex, ey, t)
+        fit = _robust_line(ex[a:b][use], ey[a:b][use], t)
         # scattered points (anatomy inside a film that fills the scan) are not a straight film edge
         fits[i] = None if fit is not None and fit[3] > MAX_EDGE_RMS_PX else fit
     return fits
+
+
+def _mean4(a: np.ndarray) -> np.ndarray:
+    """Row means of an (N, 4) float64 array: ``a.mean(axis=1)``'s value (numpy adds fewer than 8
+    values left to right, then divides by the count), ~4x faster on these short rows."""
+    s = a[:, 0] + a[:, 1]
+    s += a[:, 2]
+    s += a[:, 3]
+    s /= 4
+    return s
 
 
 def _profile_kernels() -> tuple[np.ndarray, np.ndarray]:
