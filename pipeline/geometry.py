@@ -252,13 +252,12 @@ def _darker_than_bed(small: np.ndarray, col_term: np.ndarray, row_term: np.ndarr
     -------
     ndarray of shape (R, C), uint8
         1 where ``small - bed_map < -margin`` (float64, as that expression), else 0. Computed
-        over blocks of rows: no full-size float64 map is allocated (the two (R, C) float64
-        temporaries cost more in fresh memory pages than in arithmetic).
+        over blocks of rows in one reused buffer: no (R, C) float64 map or difference is
+        allocated (2-3x faster on the working copy, and no fresh memory pages).
     """
     rows, cols = small.shape
     out = np.empty((rows, cols), dtype=bool)
-    # rows per block: a 112 KiB float64 buffer, reused (below glibc's default 128 KiB mmap
-    # threshold, so no fresh pages; 2-3x faster than whole-copy temporaries even without them)
+    # rows per block: a 112 KiB float64 buffer (below glibc's default 128 KiB mmap threshold)
     chunk = max(1, 14336 // cols)
     buf = np.empty((chunk, cols), dtype=np.float64)
     for i0 in range(0, rows, chunk):
