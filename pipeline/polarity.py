@@ -15,9 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipeline.histogram import exact_histogram as _histogram
-from pipeline.histogram import percentile_from_cumulative as _percentile_from_cum
-from pipeline.histogram import percentile_from_histogram as _percentile_from_hist  # noqa: F401 (tests)
+from pipeline.histogram import exact_histogram, percentile_from_cumulative
 
 #: Width of the border ring inspected, as a fraction of the shorter side.
 RING_FRACTION = 0.02
@@ -112,16 +110,16 @@ def assess(image: np.ndarray) -> PolarityAssessment:
         # to add up, not 65536)
         vmin, vmax, _, _ = cv2.minMaxLoc(img)
         lo, span = int(vmin), int(vmax) - int(vmin) + 1
-        h_inner = _histogram(img[w:-w, w:-w], lo, span)
+        h_inner = exact_histogram(img[w:-w, w:-w], lo, span)
         # the border once (two full rows of strips, two side strips between them), then its corners
-        h_strips = _histogram(np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[w:-w, :w].ravel(), img[w:-w, -w:].ravel()]), lo, span)
+        h_strips = exact_histogram(np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[w:-w, :w].ravel(), img[w:-w, -w:].ravel()]), lo, span)
         h_all = h_inner + h_strips
         # the ring of 4 full strips counts the corners twice
-        h_ring = h_strips + _histogram(np.concatenate([a.ravel() for a in (img[:w, :w], img[:w, -w:], img[-w:, :w], img[-w:, -w:])]), lo, span)
+        h_ring = h_strips + exact_histogram(np.concatenate([a.ravel() for a in (img[:w, :w], img[:w, -w:], img[-w:, :w], img[-w:, -w:])]), lo, span)
         c_all, c_ring = np.cumsum(h_all), np.cumsum(h_ring)
-        p5, p95 = (lo + _percentile_from_cum(c_all, q) for q in (5, 95))
-        r25, r_med, r75 = (lo + _percentile_from_cum(c_ring, q) for q in (25, 50, 75))
-        inner_med = lo + _percentile_from_cum(np.cumsum(h_inner), 50)
+        p5, p95 = (lo + percentile_from_cumulative(c_all, q) for q in (5, 95))
+        r25, r_med, r75 = (lo + percentile_from_cumulative(c_ring, q) for q in (25, 50, 75))
+        inner_med = lo + percentile_from_cumulative(np.cumsum(h_inner), 50)
     else:
         ring = np.concatenate([img[:w].ravel(), img[-w:].ravel(), img[:, :w].ravel(), img[:, -w:].ravel()]).astype(np.float64)
         p5, p95 = np.percentile(img, [5, 95])

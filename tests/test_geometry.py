@@ -284,32 +284,6 @@ def test_straighten_warp_stays_in_range_without_wrapping(top):
     assert int(film.max()) == top and int(film.min()) == 0
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-def test_polarity_histogram_statistics_match_numpy(dtype):
-    from pipeline.polarity import _histogram, _percentile_from_hist
-
-    rng = np.random.default_rng(11)
-    top = np.iinfo(dtype).max
-    for shape in [(7, 9), (64, 65), (301, 200)]:
-        img = rng.integers(0, top + 1, shape).astype(dtype)
-        img[0, 0], img[-1, -1] = 0, top  # the full range, both ends
-        h = _histogram(img)
-        assert h.sum() == img.size
-        for q in (0, 5, 25, 50, 75, 95, 100):
-            assert _percentile_from_hist(h, q) == pytest.approx(float(np.percentile(img, q)), rel=1e-9, abs=1e-9)
-        # over the values' own span only (bin i counts lo + i), as assess uses it: small (bincount)
-        # and large (calcHist) arrays alike
-        for big in (False, True):
-            part = np.tile(img, (40, 40)) if big and img.size < 1 << 16 else img
-            lo, hi = int(part.min()) + 1, int(part.max()) - 1
-            part = np.clip(part, lo, hi)
-            hs = _histogram(part, lo, hi - lo + 1)
-            assert hs.size == hi - lo + 1 and hs.sum() == part.size
-            np.testing.assert_array_equal(hs, np.bincount(part.ravel().astype(np.int64) - lo, minlength=hi - lo + 1))
-            for q in (0, 5, 50, 95, 100):
-                assert lo + _percentile_from_hist(hs, q) == pytest.approx(float(np.percentile(part, q)), rel=1e-9, abs=1e-9)
-
-
 def _inverted_by_numpy(img: np.ndarray) -> bool:
     """The rule of pipeline.polarity.detect_inverted written with numpy sorts (as it was before
     its histogram statistics)."""
