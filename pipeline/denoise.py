@@ -22,8 +22,8 @@ Method = Literal["bilateral", "nlmeans", "off"]
 _LAPLACE_1D = np.array([1, -2, 1], dtype=np.float32)
 #: The value the noise estimate gives the pixels it leaves out (above every counted value) ...
 _TOP = 65535
-#: ... and the values it counts in its histogram: a median of |response| up to 11 000 (sigma up to
-#: ~2 700 levels, 4 % of a 16-bit range); above it, the exact values are sorted.
+#: ... and the values it counts in its histogram: a median of |response| below 16 384 (a sigma up to
+#: ~4 050 levels, 6 % of a 16-bit range); above it, the exact values are sorted.
 _MEDIAN_BINS = 1 << 14
 #: Pixels the noise estimate looks at (bands of ``_SIGMA_BAND`` rows spread over larger films;
 #: the median of 250 000 values is within ~0.3 % of the whole film's statistically).
@@ -59,7 +59,13 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
         the pixels whose 3x3 neighbourhood holds no clipped value (the image's
         own minimum or maximum: a clipped or padded area has no noise to
         measure); over all pixels when every one is next to a clipped value;
-        0.0 for an image smaller than 3 x 3.
+        0.0 for an image that is not 2-D or is smaller than 3 x 3.
+
+    Raises
+    ------
+    ValueError
+        When ``image`` is not uint8 or uint16 (the median is taken from an exact
+        integer histogram).
 
     Notes
     -----
@@ -77,6 +83,8 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
     absolute value, for robustness to edges).
     """
     img = np.asarray(image)
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"estimate_noise_sigma expects uint8 or uint16, got {img.dtype}")
     if img.ndim != 2 or min(img.shape) < 3:
         return 0.0
     vmin, vmax, _, _ = cv2.minMaxLoc(img)
@@ -92,7 +100,9 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
     diffs = cv2.sepFilter2D(img, cv2.CV_32F, _LAPLACE_1D, _LAPLACE_1D, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
     # |response| saturated to uint16, so its median comes from an exact histogram; left-out pixels
     # are set to the top value, above every kept one, and taken off the top bin
-    mag = cv2.add(cv2.absdiff(diffs, 0.0), 0.0, dtype=cv2.CV_16U)
+    # (numpy, not cv2.absdiff/cv2.add with a scalar: OpenCV takes an (N, 1) array of N <= 4 for a
+    # scalar itself, e.g. the response of a 6 x 3 image)
+    mag = np.minimum(np.abs(diffs), _TOP).astype(np.uint16)
     seams = np.unique(seams[(seams >= 0) & (seams < mag.shape[0])])
     mag[seams] = _TOP
     kept, clear = (mag.shape[0] - seams.size) * mag.shape[1], None
@@ -112,7 +122,7 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
     hist = exact_histogram(mag, 0, _MEDIAN_BINS)
     cum = np.cumsum(hist)
     if cum[-1] <= kept // 2:
-        # the median lies above the counted values (a sigma above ~2 700 levels): the exact values
+        # the median lies above the counted values (a sigma above ~4 050 levels): the exact values
         ok = np.ones(diffs.shape, bool)
         ok[seams] = False
         if clear is not None:
@@ -203,7 +213,7 @@ def denoise(image: np.ndarray, *, method: Method = "bilateral", strength: float 
     speck = _specks(img, med, sigma) if despeckle else (np.empty(0, np.intp), np.empty(0, np.intp))
     if method == "bilateral":
         # the one float copy bilateralFilter needs (it takes 8U or 32F), specks repaired in it
-        work = img.astype(np.float32)
+        work = img.astype(np.float32, order="C")  # C order: the second pass writes into it (cv2 dst)
         work[speck] = med[speck]
         del speck
         out = _bilateral(work, 2.0 * strength * sigma)

@@ -47,11 +47,14 @@ def exact_histogram(a: np.ndarray, lo: int = 0, bins: int | None = None) -> np.n
         v = a.ravel() - a.dtype.type(lo) if lo else a.ravel()
         return np.bincount(v, minlength=bins)[:bins].astype(np.int64, copy=False)
     if a.ndim != 2:
-        a = a.reshape(-1, 1) if a.ndim == 1 else a.reshape(-1, a.shape[-1])  # row chunks bound each call's count
+        a = a.reshape(-1, 1) if a.ndim == 1 else a.reshape(-1, a.shape[-1])
     h = np.zeros(bins, dtype=np.int64)
-    rows = max(1, (1 << 23) // max(1, a.shape[1]))
+    # blocks of at most 2**23 values (rows, and columns of a longer row) bound each call's count
+    cols = min(a.shape[1], 1 << 23)
+    rows = max(1, (1 << 23) // cols)
     for r in range(0, a.shape[0], rows):
-        h += cv2.calcHist([a[r : r + rows]], [0], None, [bins], [lo, lo + bins]).ravel().astype(np.int64)
+        for c in range(0, a.shape[1], cols):
+            h += cv2.calcHist([a[r : r + rows, c : c + cols]], [0], None, [bins], [lo, lo + bins]).ravel().astype(np.int64)
     return h
 
 
@@ -87,10 +90,12 @@ def percentile_from_cumulative(cum: np.ndarray, q: float) -> float:
     -------
     float
         In bin units: the two order statistics around rank ``q / 100 * (n - 1)``,
-        linearly interpolated, as ``np.percentile`` does.
+        linearly interpolated with ``np.percentile``'s own arithmetic.
     """
     idx = q / 100.0 * (cum[-1] - 1)
     k = int(math.floor(idx))
     lo = int(np.searchsorted(cum, k, side="right"))
     hi = int(np.searchsorted(cum, min(k + 1, cum[-1] - 1), side="right"))
-    return lo + (idx - k) * (hi - lo)
+    t = idx - k
+    # numpy's own interpolation, from the nearer end (the same float rounding as np.percentile)
+    return hi - (hi - lo) * (1.0 - t) if t >= 0.5 else lo + (hi - lo) * t

@@ -284,3 +284,20 @@ def test_noise_sigma_histogram_median_is_exact_with_clipped_areas(dtype):
     expected = 1.4826 * np.median(np.abs(f[clear])) / 6.0
     assert estimate_noise_sigma(img) == expected
     assert expected == pytest.approx(top / 40, rel=0.1)
+
+
+def test_any_memory_layout_and_tiny_shapes(clean12):
+    """Transposed / quarter-turned (Fortran-ordered) films denoise as their C-ordered copies; the
+    noise estimate answers for every small shape (a 6 x 3 image's 4 x 1 response once passed
+    for an OpenCV scalar) and refuses float images instead of rounding them to nothing."""
+    _, noisy, _ = noisy_pair(clean12, np.uint16)
+    part = noisy[:200, :300]
+    for view in (part.T, np.rot90(part), np.rot90(part, 3), np.asfortranarray(part), part[::-1, ::2]):
+        np.testing.assert_array_equal(denoise(view), denoise(np.ascontiguousarray(view)))
+    for rows in range(3, 9):
+        for cols in range(3, 9):
+            img = np.arange(rows * cols, dtype=np.uint8).reshape(rows, cols)
+            assert estimate_noise_sigma(img) >= 0.0
+            assert denoise(img).shape == img.shape
+    with pytest.raises(ValueError):
+        estimate_noise_sigma(noisy.astype(np.float32))

@@ -59,3 +59,18 @@ def test_statistics_match_numpy(dtype):
             np.testing.assert_array_equal(hs, np.bincount(part.ravel().astype(np.int64) - lo, minlength=hi - lo + 1))
             for q in (0, 5, 50, 95, 100):
                 assert lo + percentile_from_histogram(hs, q) == pytest.approx(float(np.percentile(part, q)), rel=1e-9, abs=1e-9)
+
+
+def test_percentiles_are_numpys_to_the_last_bit():
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        v = rng.integers(0, rng.integers(2, 65536), rng.integers(1, 3000)).astype(np.uint16)
+        h = exact_histogram(v)
+        for q in rng.uniform(0, 100, 5):
+            assert percentile_from_histogram(h, q) == np.percentile(v, q)
+
+
+def test_a_row_longer_than_calchists_exact_count():
+    """cv2.calcHist counts in float32 (exact to 2**24): one long row is counted in pieces."""
+    h = exact_histogram(np.zeros((1, (1 << 24) + 3), np.uint8))
+    assert h[0] == (1 << 24) + 3 and h.sum() == h[0]
