@@ -98,12 +98,13 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
     # Immerkaer's kernel is separable ([1, -2, 1] by [1, -2, 1]); on an integer image its response
     # is an integer, exact in float32 (|response| <= 16 * 65535 < 2**24)
     diffs = cv2.sepFilter2D(img, cv2.CV_32F, _LAPLACE_1D, _LAPLACE_1D, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
-    # |response| saturated to uint16, so its median comes from an exact histogram; left-out pixels
-    # are set to the top value, above every kept one, and taken off the top bin
-    # (numpy, not cv2.absdiff/cv2.add with a scalar: OpenCV takes an (N, 1) array of N <= 4 for a
-    # scalar itself, e.g. the response of a 6 x 3 image)
-    mag = np.minimum(np.abs(diffs), _TOP).astype(np.uint16)
-    seams = np.unique(seams[(seams >= 0) & (seams < mag.shape[0])])
+    # |response| saturated to uint16, so its median comes from an exact histogram of the values
+    # below _MEDIAN_BINS; left-out pixels are set to _TOP, beyond those bins (numpy, not cv2.absdiff
+    # or cv2.add with a scalar: OpenCV takes an (N, 1) array of N <= 4 for a scalar itself, e.g.
+    # the response of a 6 x 3 image)
+    np.abs(diffs, out=diffs)  # (the exact fallback below takes |response| from here)
+    mag = np.minimum(diffs, _TOP).astype(np.uint16)
+    seams = seams[(seams >= 0) & (seams < mag.shape[0])]  # distinct rows, by construction
     mag[seams] = _TOP
     kept, clear = (mag.shape[0] - seams.size) * mag.shape[1], None
     inside = cv2.bitwise_and(cv2.compare(img, vmin, cv2.CMP_GT), cv2.compare(img, vmax, cv2.CMP_LT))
@@ -127,7 +128,7 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
         ok[seams] = False
         if clear is not None:
             ok &= clear > 0
-        return float(1.4826 * np.median(np.abs(diffs[ok]).astype(np.float64)) / 6.0)
+        return float(1.4826 * np.median(diffs[ok].astype(np.float64)) / 6.0)
     return float(1.4826 * percentile_from_cumulative(np.append(cum, kept), 50.0) / 6.0)
 
 
