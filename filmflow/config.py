@@ -164,6 +164,12 @@ class QCConfig(_Section):
         description="polarity doubtful when the bed's offset from the interior median is within this "
         "(fraction of the 5..95 % range) of pipeline.polarity's decision offset",
     )
+    min_bed_clearance: float = Field(
+        0.05, ge=0, le=1,
+        description="an inverted scan is held for review when its bed lies above the film's brightest part by "
+        "less than this (fraction of the bed-to-darkest range; pipeline.polarity.bed_clearance): the 'bed' may be "
+        "the film's own dark border",
+    )
     max_phash_distance: int = Field(8, ge=0, le=64, description="near-duplicate: Hamming distance of 64-bit perceptual hashes")
     handwritten_label_severity: Literal["review", "fail"] = Field(
         "review", description="a label pipeline.label_kind classifies as handwritten (not read): held for a human"

@@ -168,6 +168,9 @@ def _process(
         # has no film edge to re-measure (the scan border would give back the applied correction)
         residual_skew = (checks.measure_residual_skew(pixels, geom, margin_px=int(round(0.25 * scan.dpi)))
                          if geom.skew_source == "edges" else None)
+        # an inverted scan's "bed" must be brighter than the whole film (else: a film's own dark border)
+        bed_clearance = (polarity.bed_clearance(film, geom.bed_level, inset_px=margin_px + 8)
+                         if inverted and checks.bed_visible(geom) else None)
         del pixels
     undenoised = film  # the label-kind test compares grain, which denoising (and inpainting) removes
     if settings.denoise.scratches and settings.denoise.method != "off":  # off: every pixel as scanned
@@ -192,6 +195,8 @@ def _process(
     with timer("denoise"):
         film = denoise_mod.denoise(film, method=settings.denoise.method, strength=settings.denoise.strength,
                                    despeckle=settings.denoise.despeckle)
+    if bed_clearance is not None:
+        record["bed_clearance"] = round(bed_clearance, 3)
     record.update(phash=qc_phash.film_phash(film), polarity_margin=round(polarity_margin, 3),
                   residual_skew_deg=None if residual_skew is None else round(residual_skew, 3))
 
@@ -256,6 +261,7 @@ def _process(
     findings += checks.check_geometry(geom, config=settings.qc)
     findings += checks.check_residual_skew(residual_skew, config=settings.qc, geometry=geom)
     findings += checks.check_polarity(polarity_margin, config=settings.qc, geometry=geom)
+    findings += checks.check_inversion(inverted, bed_clearance, config=settings.qc)
     findings += checks.check_scratches(record.get("scratches_repaired", 0), record.get("scratches_pixels", 0))
     if overrides is None:
         findings += checks.check_label(reading, config=settings.qc, corroborated=checks.corroborated_fields(reading, recon))

@@ -412,6 +412,7 @@ def straighten(
         orientation_decided=False,
         inverted=False,
         skew_source=det.skew_source,
+        bed_level=float(det.bed_level),
     )
     return film, geom
 

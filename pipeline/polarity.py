@@ -165,6 +165,55 @@ def detect_inverted(image: np.ndarray) -> bool:
     return assess(image).inverted
 
 
+def bed_clearance(film: np.ndarray, bed_level: float, *, inset_px: int = 8) -> float:
+    """How far the bed lies above the film's brightest part, on a positive film.
+
+    A film transmits less light than the bare scanner bed: its base and fog absorb
+    some everywhere. On a positive scan the bed is therefore brighter than any part
+    of the film, by a clear step. When the "bed" the film detection found is as bright
+    as the film's own brightest parts, it is likely film itself: the dark, burned-out
+    border of a film scanned without the bed, read by :func:`assess` as a negative's
+    dark bed and inverted into a bright one.
+
+    Parameters
+    ----------
+    film : ndarray of shape (M, N), uint8 or uint16
+        The straightened, positive film (after any inversion), image units.
+    bed_level : float
+        The bed's level in the same (positive) image, image units
+        (:attr:`pipeline.types.Geometry.bed_level`).
+    inset_px : int
+        Pixels left out along each side of ``film`` (bed kept around the film,
+        its edge); none when the film is smaller than ``4 * inset_px``.
+
+    Returns
+    -------
+    float
+        ``(bed_level - p99.9) / (bed_level - p0.1)`` over the film's pixels: about
+        0.07-0.2 for the generated films and the sample scans on a bed, 0.02-0.03 for
+        bed-less films with a black border 40 px wide after their (wrong) inversion
+        (bench/README.md, "Session 5"). 0.0 when the film is flat at the bed's level.
+
+    Raises
+    ------
+    ValueError
+        When ``film`` is not a non-empty 2-D array.
+    """
+    f = np.asarray(film)
+    if f.ndim != 2 or f.size == 0:
+        raise ValueError(f"expected a non-empty 2-D film, got shape {f.shape}")
+    if inset_px > 0 and min(f.shape) > 4 * inset_px:
+        f = f[inset_px:-inset_px, inset_px:-inset_px]
+    if f.dtype in (np.uint8, np.uint16):
+        lo = int(cv2.minMaxLoc(f)[0])
+        cum = np.cumsum(exact_histogram(f, lo, int(cv2.minMaxLoc(f)[1]) - lo + 1))
+        dark, bright = (lo + percentile_from_cumulative(cum, q) for q in (0.1, 99.9))
+    else:
+        dark, bright = np.percentile(f, [0.1, 99.9])
+    span = float(bed_level) - float(dark)
+    return 0.0 if span <= 0 else (float(bed_level) - float(bright)) / span
+
+
 def invert(image: np.ndarray, *, bits_stored: int | None = None) -> np.ndarray:
     """Invert intensities within the stored range: ``(2**bits_stored - 1) - image``.
 

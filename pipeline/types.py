@@ -88,6 +88,9 @@ class Geometry:
         Where ``skew_deg`` came from: ``edges`` (film edges on the bed),
         ``content`` (no film edge seen: text lines / straight structures of the
         image, :mod:`pipeline.content_skew`) or ``none`` (neither: skew 0).
+    bed_level : float
+        Level of the bare scanner bed around the film, image units, as film
+        detection measured it (the scan's border level when no bed was seen).
     """
 
     skew_deg: float
@@ -100,6 +103,7 @@ class Geometry:
     orientation_decided: bool = True
     inverted: bool = False
     skew_source: str = "edges"
+    bed_level: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -420,6 +420,34 @@ def check_polarity(margin: float, *, config: QCConfig, geometry: Geometry | None
     return []
 
 
+def check_inversion(inverted: bool, bed_clearance: float | None, *, config: QCConfig) -> list[QCResult]:
+    """``inversion_doubtful`` (review): a scan inverted as a negative whose "bed" is no brighter
+    than the film's own brightest parts.
+
+    :func:`pipeline.polarity.assess` takes a uniform border darker than the interior for a
+    negative's bed. A film scanned without the bed whose border is burned out (direct exposure,
+    black on the positive) looks the same, and inverting it archives a negative. The two differ
+    on the inverted film: a real bed is clearly brighter than any part of the film (its base and
+    fog absorb light), a film's own border is not (:func:`pipeline.polarity.bed_clearance`
+    below ``config.min_bed_clearance``). Nothing for a scan that was not inverted, or when no
+    clearance was measured (no bed seen around the film: ``no_bed_visible`` says why).
+
+    Parameters
+    ----------
+    inverted : bool
+        The pipeline inverted the scan.
+    bed_clearance : float or None
+        :func:`pipeline.polarity.bed_clearance` of the inverted film, fraction.
+    config : QCConfig
+    """
+    if not inverted or bed_clearance is None or bed_clearance >= config.min_bed_clearance:
+        return []
+    return [QCResult("inversion_doubtful", "review", round(bed_clearance, 3), config.min_bed_clearance,
+                     "inverted as a negative scan, but the area taken for the scanner bed is no brighter than the "
+                     "film's own brightest parts: it may be the film's dark border (a film scanned without the bed). "
+                     "Compare with the original; if the scan was a positive, re-process with its polarity kept")]
+
+
 def check_scratches(lines_inpainted: int, pixels_inpainted: int = 0) -> list[QCResult]:
     """``scratches_inpainted`` (review): scratch repair (``denoise.scratches``) inpainted lines.
 

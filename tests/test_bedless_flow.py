@@ -12,6 +12,10 @@ back:
   held for the same one reason.
 - sample_scans/film_08.png inverted whole (bed included): a negative on the bed is still
   inverted and passes, as before.
+- the bed-less film_08 framed by a 40-px burned-out border (direct exposure: the level of the
+  film's own darkest areas, with grain), positive: the polarity rule takes the border for a negative's bed and inverts it;
+  it is held (``inversion_doubtful``) instead of archived as a negative, and the reviewer's
+  "polarity as scanned" re-processing keeps it positive.
 """
 
 from __future__ import annotations
@@ -94,4 +98,34 @@ def test_negative_on_the_bed_is_still_inverted(tmp_path):
     out = _run(tmp_path, "negative", negative, scan.dpi, "film_08.png")
     assert out.record["inverted"] and out.record["geometry"]["skew_source"] == "edges"
     assert out.state == "processed", (out.record["qc_flags"], out.error)
-    assert not {f["code"] for f in out.record["qc"]} & {"no_bed_visible", "polarity_doubtful", "film_cut_off"}
+    assert not {f["code"] for f in out.record["qc"]} & {"no_bed_visible", "polarity_doubtful", "film_cut_off",
+                                                       "inversion_doubtful"}
+    assert out.record["bed_clearance"] >= 0.05  # a real bed: brighter than any part of the film
+
+
+def test_burned_out_border_without_bed_is_not_silently_inverted(tmp_path):
+    pixels, dpi, bits = _bedless("film_08.png")
+    top = (1 << bits) - 1
+    rng = np.random.default_rng(8)
+    # the border as dense as the film's own burned-out areas (direct exposure: the same density)
+    framed = np.pad(pixels, 40, constant_values=int(np.percentile(pixels, 0.5))).astype(np.float64)
+    framed[:40] += rng.normal(0, 0.004 * top, framed[:40].shape)  # film grain on the black border
+    framed[-40:] += rng.normal(0, 0.004 * top, framed[-40:].shape)
+    framed = np.clip(np.rint(framed), 0, top).astype(pixels.dtype)
+    out = _run(tmp_path, "framed", framed, dpi, "film_08.png")
+    assert out.record["inverted"]  # the ring rule alone cannot tell this border from a negative's bed
+    assert out.state == "flagged" and "inversion_doubtful" in out.record["qc_flags"].split(";")
+    (finding,) = [f for f in out.record["qc"] if f["code"] == "inversion_doubtful"]
+    assert finding["severity"] == "review" and finding["measured"] < 0.05 and "dark border" in finding["reason"]
+    assert not out.staged_path
+
+    # the reviewer's "polarity as scanned" (qc.review.store.settings_overrides) keeps it positive
+    from qc.review.store import settings_overrides
+    from flows.release import settings_for
+
+    kept, _ = settings_for(load_settings(SAMPLES / "filmflow.toml"), settings_overrides(None, False, True))
+    assert kept.geometry.fix_polarity is False
+    src = tmp_path / "framed.png"
+    again = process_film(src, source_file="film_08.png", settings=kept, batch_name="b", manifest_rows=None,
+                         staging_dir=tmp_path / "staging-framed")
+    assert not again.record["inverted"] and "inversion_doubtful" not in again.record["qc_flags"]

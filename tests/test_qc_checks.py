@@ -290,6 +290,36 @@ def test_polarity_margin_clear_on_samples_and_their_negatives(samples, name):
     assert checks.polarity_margin(negative) == pytest.approx(margin, abs=1e-6)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_negatives_on_the_bed_clear_the_bed_level(samples, name):
+    """Each sample's negative, inverted back by the flow's rule: the bed lies clearly above the
+    whole film (measured 0.16-0.20), so ``inversion_doubtful`` stays quiet."""
+    s = samples[name]
+    positive = polarity.invert(polarity.invert(s.scan, bits_stored=s.bits), bits_stored=s.bits)
+    film, geom = geometry.straighten(positive, max_skew_deg=20.0)
+    clearance = polarity.bed_clearance(film, geom.bed_level, inset_px=8)
+    assert 0.1 < clearance < 0.3
+    assert checks.check_inversion(True, clearance, config=CONFIG) == []
+
+
+def test_inversion_doubtful_when_the_bed_is_no_brighter_than_the_film():
+    rng = np.random.default_rng(6)
+    film = np.clip(rng.normal(2000, 300, (300, 200)), 0, 4095).astype(np.uint16)
+    hi = float(np.percentile(film[8:-8, 8:-8], 99.9))
+    lo = float(np.percentile(film[8:-8, 8:-8], 0.1))
+    # the clearance is (bed - p99.9) / (bed - p0.1) of the film inside an 8-px inset
+    for bed in (hi + 0.3 * (hi - lo), hi, hi - 50):
+        assert polarity.bed_clearance(film, bed) == pytest.approx((bed - hi) / (bed - lo))
+    doubtful = polarity.bed_clearance(film, hi + 0.01 * (hi - lo))
+    (r,) = checks.check_inversion(True, doubtful, config=CONFIG)
+    assert r.code == "inversion_doubtful" and r.severity == "review" and r.threshold == CONFIG.min_bed_clearance
+    assert checks.check_inversion(False, doubtful, config=CONFIG) == []  # not inverted: nothing to doubt
+    assert checks.check_inversion(True, None, config=CONFIG) == []  # no bed measured: no_bed_visible says why
+    assert polarity.bed_clearance(np.full((50, 50), 7, np.uint8), 7.0) == 0.0
+    with pytest.raises(ValueError):
+        polarity.bed_clearance(np.zeros((0, 5), np.uint8), 1.0)
+
+
 def test_polarity_doubtful_with_a_grey_bed(samples):
     s = samples["film_01"]
     rng = np.random.default_rng(5)

@@ -212,21 +212,32 @@ def test_previews_render_real_pixels(app, review_env):
     assert auto != narrow
 
 
+def test_reprocess_settings_choices():
+    from qc.review.store import FieldErrors, settings_overrides
+
+    assert settings_overrides(None, False, True) == {"geometry": {"fix_polarity": False}}
+    assert settings_overrides("2", True, True) == {"geometry": {"rotation_k": 2, "fix_orientation": False, "fix_polarity": False},
+                                                   "denoise": {"method": "off"}}
+    with pytest.raises(FieldErrors):
+        settings_overrides("", False, False)
+
+
 def test_reprocess_records_settings_and_keeps_the_film_flagged(app, review_env):
     client = TestClient(app)
     csrf = login(client, "rita")
     fid, key = review_env.fid("film_12"), review_env.key("film_12")
     r = client.post(f"/films/{fid}/reprocess", data={"rotation_k": "7", "csrf": csrf}, follow_redirects=False)
     assert r.status_code == 422
-    r = client.post(f"/films/{fid}/reprocess", data={"denoise_off": "1", "csrf": csrf}, follow_redirects=False)
+    r = client.post(f"/films/{fid}/reprocess", data={"denoise_off": "1", "polarity_as_scanned": "1", "csrf": csrf},
+                    follow_redirects=False)
     assert r.status_code == 303 and "error" not in r.headers["location"]
     row = review_env.ledger.get(key)
     assert row.state == "flagged"
-    assert row.record["review"]["settings_overrides"] == {"denoise": {"method": "off"}}
+    assert row.record["review"]["settings_overrides"] == {"geometry": {"fix_polarity": False}, "denoise": {"method": "off"}}
     assert row.record["reprocessed"]["state"] in ("flagged", "processed"), row.record["reprocessed"]
     # the manifest finding of the first run is kept: the manifest was not consulted again
     assert "manifest_disagree" in row.record["qc_flags"]
     (entry,) = review_env.ledger.audit_log(key)
     assert entry["action"] == "reprocess"
-    assert entry["changes"]["settings_overrides"]["new"] == {"denoise": {"method": "off"}}
+    assert entry["changes"]["settings_overrides"]["new"] == {"geometry": {"fix_polarity": False}, "denoise": {"method": "off"}}
     assert list((review_env.work_dir / "staging").glob("*.dcm")) == []

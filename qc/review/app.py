@@ -384,7 +384,8 @@ def create_app(
         user, sess, form = await auth_post(request)
         row = film_or_404(fid)
         try:
-            so = store.settings_overrides(form.get("rotation_k"), bool(form.get("denoise_off")))
+            so = store.settings_overrides(form.get("rotation_k"), bool(form.get("denoise_off")),
+                                          bool(form.get("polarity_as_scanned")))
             store.request_reprocess(ledger, row, user, so, reason=str(form.get("note") or ""))
         except ReviewError as exc:
             return decision_error(request, row, user, sess, exc)

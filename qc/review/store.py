@@ -301,8 +301,9 @@ def reject(ledger: Ledger, row: FilmRow, user: User, reason: str) -> FilmRow:
     return out
 
 
-def settings_overrides(rotation_k: str | int | None, denoise_off: bool) -> dict[str, Any]:
-    """Validated re-processing settings: forced quarter turns 0..3 and/or denoise off.
+def settings_overrides(rotation_k: str | int | None, denoise_off: bool, polarity_as_scanned: bool = False) -> dict[str, Any]:
+    """Validated re-processing settings: forced quarter turns 0..3, denoise off, and/or the
+    scan's polarity kept as scanned (no inversion: ``inversion_doubtful`` on a positive film).
 
     Raises
     ------
@@ -317,10 +318,12 @@ def settings_overrides(rotation_k: str | int | None, denoise_off: bool) -> dict[
         if k not in (0, 1, 2, 3):
             raise FieldErrors({"rotation_k": "must be 0, 1, 2 or 3"})
         out["geometry"] = {"rotation_k": k, "fix_orientation": False}
+    if polarity_as_scanned:
+        out.setdefault("geometry", {})["fix_polarity"] = False
     if denoise_off:
         out["denoise"] = {"method": "off"}
     if not out:
-        raise FieldErrors({"settings": "choose a rotation or denoise off"})
+        raise FieldErrors({"settings": "choose a rotation, polarity as scanned or denoise off"})
     return out
 
 
