@@ -114,3 +114,27 @@ def test_correct_approve_release_in_browser(review_server, browser_page):
     # the other film is still waiting; the approved one left the queue
     page.goto(f"{base}/queue")
     assert page.locator("#queue tbody tr").count() == 1
+
+
+def test_reprocess_with_polarity_as_scanned_in_browser(review_server, browser_page):
+    """The re-process form's "polarity as scanned" (for ``inversion_doubtful``): ticked and sent
+    from the page, recorded in the audit log, the film re-run with it and kept in the queue."""
+    base, env = review_server
+    page = browser_page
+    fid, key = env.fid("film_01"), env.key("film_01")
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", "rita")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/queue")
+    page.goto(f"{base}/films/{fid}")
+    page.check("#polarity-as-scanned")
+    page.click("#reprocess-button")
+    page.wait_for_url(f"{base}/films/{fid}")
+    row = env.ledger.get(key)
+    assert row.state == "flagged"
+    assert row.record["review"]["settings_overrides"] == {"geometry": {"fix_polarity": False}}
+    assert row.record["reprocessed"]["state"] in ("flagged", "processed"), row.record["reprocessed"]
+    (entry,) = env.ledger.audit_log(key)
+    assert entry["user"] == "rita" and entry["action"] == "reprocess"
+    assert "Re-processed with reviewer settings" in page.content()
