@@ -205,8 +205,9 @@ def bed_clearance(film: np.ndarray, bed_level: float, *, inset_px: int = 8) -> f
     if inset_px > 0 and min(f.shape) > 4 * inset_px:
         f = f[inset_px:-inset_px, inset_px:-inset_px]
     if f.dtype in (np.uint8, np.uint16):
-        lo = int(cv2.minMaxLoc(f)[0])
-        cum = np.cumsum(exact_histogram(f, lo, int(cv2.minMaxLoc(f)[1]) - lo + 1))
+        vmin, vmax, _, _ = cv2.minMaxLoc(f)
+        lo = int(vmin)
+        cum = np.cumsum(exact_histogram(f, lo, int(vmax) - lo + 1))
         dark, bright = (lo + percentile_from_cumulative(cum, q) for q in (0.1, 99.9))
     else:
         dark, bright = np.percentile(f, [0.1, 99.9])
