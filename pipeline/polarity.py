@@ -184,15 +184,20 @@ def bed_clearance(film: np.ndarray, bed_level: float, *, inset_px: int = 8) -> f
         (:attr:`pipeline.types.Geometry.bed_level`).
     inset_px : int
         Pixels left out along each side of ``film`` (bed kept around the film,
-        its edge); none when the film is smaller than ``4 * inset_px``.
+        its edge); all of it is measured only when nothing would be left
+        (a film of at most ``2 * inset_px + 2`` pixels across).
 
     Returns
     -------
     float
         ``(bed_level - p99.9) / (bed_level - p0.1)`` over the film's pixels: about
-        0.07-0.2 for the generated films and the sample scans on a bed, 0.02-0.03 for
-        bed-less films with a black border 40 px wide after their (wrong) inversion
-        (bench/README.md, "Session 5"). 0.0 when the film is flat at the bed's level.
+        0.07-0.2 for the generated films and the sample scans on a bed; -0.005-0.03
+        for bed-less films whose black border is as dark as the film's own darkest
+        areas (up to 3 % of full scale darker), after their (wrong) inversion; 0.06-0.08
+        when the border is 6-10 % darker than anything on the film, which this measure
+        cannot tell from a bed (bench/README.md, "Session 5"). 0.0 when the film lies
+        at or above the bed's level. Bare bed seen through the film (filing holes of
+        6 mm or more) also gives 0.
 
     Raises
     ------
@@ -202,7 +207,7 @@ def bed_clearance(film: np.ndarray, bed_level: float, *, inset_px: int = 8) -> f
     f = np.asarray(film)
     if f.ndim != 2 or f.size == 0:
         raise ValueError(f"expected a non-empty 2-D film, got shape {f.shape}")
-    if inset_px > 0 and min(f.shape) > 4 * inset_px:
+    if inset_px > 0 and min(f.shape) > 2 * inset_px + 2:
         f = f[inset_px:-inset_px, inset_px:-inset_px]
     if f.dtype in (np.uint8, np.uint16):
         vmin, vmax, _, _ = cv2.minMaxLoc(f)

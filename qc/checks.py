@@ -442,7 +442,7 @@ def check_inversion(inverted: bool, bed_clearance: float | None, *, config: QCCo
     """
     if not inverted or bed_clearance is None or bed_clearance >= config.min_bed_clearance:
         return []
-    return [QCResult("inversion_doubtful", "review", round(bed_clearance, 3), config.min_bed_clearance,
+    return [QCResult("inversion_doubtful", "review", round(bed_clearance, 4), config.min_bed_clearance,
                      "inverted as a negative scan, but the area taken for the scanner bed is no brighter than the "
                      "film's own brightest parts: it may be the film's dark border (a film scanned without the bed). "
                      "Compare with the original; if the scan was a positive, re-process with its polarity kept")]

@@ -316,6 +316,11 @@ def test_inversion_doubtful_when_the_bed_is_no_brighter_than_the_film():
     assert checks.check_inversion(False, doubtful, config=CONFIG) == []  # not inverted: nothing to doubt
     assert checks.check_inversion(True, None, config=CONFIG) == []  # no bed measured: no_bed_visible says why
     assert polarity.bed_clearance(np.full((50, 50), 7, np.uint8), 7.0) == 0.0
+    # a wide bed margin kept around the film (geometry.bed_margin_mm) is left out whenever any
+    # film is left inside it, not measured as film
+    framed = np.pad(film, 60, constant_values=4000)  # 420 x 320: less than 4 x (60 + 8) across
+    assert polarity.bed_clearance(framed, 4000.0, inset_px=68) == pytest.approx(
+        polarity.bed_clearance(film, 4000.0, inset_px=8))
     with pytest.raises(ValueError):
         polarity.bed_clearance(np.zeros((0, 5), np.uint8), 1.0)
 
