@@ -165,7 +165,7 @@ class QCConfig(_Section):
         "(fraction of the 5..95 % range) of pipeline.polarity's decision offset",
     )
     min_bed_clearance: float = Field(
-        0.05, ge=0, le=1,
+        0.1, ge=0, le=1,
         description="an inverted scan is held for review when its bed lies above the film's brightest part by "
         "less than this (fraction of the bed-to-darkest range; pipeline.polarity.bed_clearance): the 'bed' may be "
         "the film's own dark border",

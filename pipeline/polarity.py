@@ -194,10 +194,10 @@ def bed_clearance(film: np.ndarray, bed_level: float, *, inset_px: int = 8) -> f
         0.07-0.2 for the generated films and the sample scans on a bed; -0.005-0.03
         for bed-less films whose black border is as dark as the film's own darkest
         areas (up to 3 % of full scale darker), after their (wrong) inversion; 0.06-0.08
-        when the border is 6-10 % darker than anything on the film, which this measure
-        cannot tell from a bed (bench/README.md, "Session 5"). 0.0 when the film lies
-        at or above the bed's level. Bare bed seen through the film (filing holes of
-        6 mm or more) also gives 0.
+        when the border is 6-10 % darker than anything on the film, where genuine
+        negatives on a bed also lie (6 of 70 generated ones below 0.1; bench/README.md,
+        "Session 5"). 0.0 when the film lies at or above the bed's level. Bare bed seen
+        through the film (filing holes of 6 mm or more) also gives 0.
 
     Raises
     ------
