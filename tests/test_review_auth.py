@@ -240,4 +240,12 @@ def test_reprocess_records_settings_and_keeps_the_film_flagged(app, review_env):
     (entry,) = review_env.ledger.audit_log(key)
     assert entry["action"] == "reprocess"
     assert entry["changes"]["settings_overrides"]["new"] == {"geometry": {"fix_polarity": False}, "denoise": {"method": "off"}}
+    # the next re-process starts from these settings (it replaces them): both boxes come ticked
+    page = client.get(f"/films/{fid}").text
+    assert 'id="denoise-off" checked' in page and 'id="polarity-as-scanned" checked' in page
+    assert "selected>" not in page.split('id="rotation-k"')[1].split("</select>")[0]  # no rotation was chosen
+    r = client.post(f"/films/{fid}/reprocess", data={"rotation_k": "2", "csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303
+    page = client.get(f"/films/{fid}").text
+    assert '<option value="2" selected>' in page and 'id="polarity-as-scanned" checked' not in page
     assert list((review_env.work_dir / "staging").glob("*.dcm")) == []
