@@ -101,6 +101,15 @@ def test_negative_on_the_bed_is_still_inverted(tmp_path):
     assert not {f["code"] for f in out.record["qc"]} & {"no_bed_visible", "polarity_doubtful", "film_cut_off",
                                                        "inversion_doubtful"}
     assert out.record["bed_clearance"] >= 0.1  # a real bed: brighter than any part of the film
+    # the review page's processed image is the flow's positive: the same inversion, the same film
+    from qc.review.previews import processed_pixels
+
+    settings = load_settings(SAMPLES / "filmflow.toml")
+    shown, _ = processed_pixels(str(tmp_path / "negative.png"), out.record, settings)
+    margin_px = int(round(settings.geometry.bed_margin_mm / 25.4 * scan.dpi))
+    film, _ = geometry.straighten(scan.pixels, max_skew_deg=settings.geometry.max_skew_deg, margin_px=margin_px,
+                                  content_min_confidence=settings.geometry.content_skew_min_confidence)
+    np.testing.assert_array_equal(shown, film)
 
 
 @pytest.mark.parametrize("darker", [0.0, 0.06])

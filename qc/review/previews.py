@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from filmflow.config import Settings
-from pipeline import geometry, scan_io, scratches
+from pipeline import geometry, polarity, scan_io, scratches
 
 KINDS = ("original", "processed", "label")
 #: Allowed preview sizes (longest side, pixels): the page asks for one of these.
@@ -106,16 +106,15 @@ def processed_pixels(source_path: str, record: dict[str, Any], settings: Setting
     record: the reviewer must see what the repair removed); not denoised."""
     scan = scan_io.load_scan(Path(source_path), default_dpi=settings.scan.default_dpi, max_pixels=settings.scan.max_pixels)
     pixels = scan.pixels
-    if record.get("inverted"):
-        full = 2**scan.bits_stored - 1
-        pixels = (full - pixels.astype(np.int64)).clip(0, full).astype(scan.pixels.dtype)
+    if record.get("inverted"):  # the flow's own inversion, so the preview shows the same values
+        pixels = polarity.invert(pixels, bits_stored=scan.bits_stored)
     margin_px = int(round(settings.geometry.bed_margin_mm / 25.4 * scan.dpi))
     try:
         film, _geom = geometry.straighten(pixels, max_skew_deg=settings.geometry.max_skew_deg, margin_px=margin_px,
                                           content_min_confidence=settings.geometry.content_skew_min_confidence)
     except Exception as exc:  # FilmNotFoundError and friends: show the reason, not a broken image
         raise PreviewError(f"the film could not be re-straightened for preview ({type(exc).__name__})") from exc
-    if record.get("scratches_repaired"):  # as flows/film.py did, before the label's quarter turns
+    if record.get("scratches_repaired"):  # as flows/film.py does: before any quarter turn (forced or the label's)
         film, _report = scratches.repair_scratches(film, dpi=scan.dpi)
     turns = int((record.get("geometry") or {}).get("rotation_k") or 0)
     if turns:  # the orientation the pipeline decided (label upside down) or a reviewer forced
