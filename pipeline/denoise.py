@@ -20,11 +20,11 @@ Method = Literal["bilateral", "nlmeans", "off"]
 #: Immerkaer's noise-estimation kernel (difference of two Laplacians, L2 norm 6) is the outer
 #: product of this 1-D second difference with itself: [[1, -2, 1], [-2, 4, -2], [1, -2, 1]].
 _LAPLACE_1D = np.array([1, -2, 1], dtype=np.float32)
-#: The value the noise estimate gives the pixels it leaves out (above every counted value) ...
-_TOP = 65535
-#: ... and the values it counts in its histogram: a median of |response| below 16 384 (a sigma up to
-#: ~4 050 levels, 6 % of a 16-bit range); above it, the exact values are sorted.
+#: The values the noise estimate counts in its histogram: a median of |response| below 16 384 (a
+#: sigma up to ~4 050 levels, 6 % of a 16-bit range); above it, the exact values are sorted.
 _MEDIAN_BINS = 1 << 14
+#: The |response| the noise estimate gives the pixels it leaves out: above every counted value.
+_LEFT_OUT = 65535
 #: Pixels the noise estimate looks at (bands of ``_SIGMA_BAND`` rows spread over larger films;
 #: the median of 250 000 values is within ~0.3 % of the whole film's statistically).
 _SIGMA_SAMPLE_PX = 250_000
@@ -96,39 +96,32 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
         img = img[(starts[:, None] + np.arange(_SIGMA_BAND)).ravel()]
         seams = np.concatenate([np.arange(_SIGMA_BAND, img.shape[0], _SIGMA_BAND) + d for d in (-1, 0)]) - 1
     # Immerkaer's kernel is separable ([1, -2, 1] by [1, -2, 1]); on an integer image its response
-    # is an integer, exact in float32 (|response| <= 16 * 65535 < 2**24)
-    diffs = cv2.sepFilter2D(img, cv2.CV_32F, _LAPLACE_1D, _LAPLACE_1D, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
-    # |response| saturated to uint16, so its median comes from an exact histogram of the values
-    # below _MEDIAN_BINS; left-out pixels are set to _TOP, beyond those bins (numpy, not cv2.absdiff
-    # or cv2.add with a scalar: OpenCV takes an (N, 1) array of N <= 4 for a scalar itself, e.g.
-    # the response of a 6 x 3 image)
-    np.abs(diffs, out=diffs)  # (the exact fallback below takes |response| from here)
-    mag = np.minimum(diffs, _TOP).astype(np.uint16)
+    # is an integer, exact in the float32 rows of the separable filter (|response| <= 16 * 65535 <
+    # 2**24) and saturated to int16 on output: every |response| below _MEDIAN_BINS is exact, and
+    # the histogram counts only those
+    resp = cv2.sepFilter2D(img, cv2.CV_16S, _LAPLACE_1D, _LAPLACE_1D, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
+    # |response| as uint16 (-32768 stays 32768 in that view: above the bins, as it should)
+    mag = np.abs(resp, out=resp).view(np.uint16)
     seams = seams[(seams >= 0) & (seams < mag.shape[0])]  # distinct rows, by construction
-    mag[seams] = _TOP
-    kept, clear = (mag.shape[0] - seams.size) * mag.shape[1], None
-    inside = cv2.bitwise_and(cv2.compare(img, vmin, cv2.CMP_GT), cv2.compare(img, vmax, cv2.CMP_LT))
-    if cv2.countNonZero(inside) < inside.size:  # clipped pixels: their neighbourhoods are left out
-        clear = cv2.erode(inside, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
-        clear[seams] = 0
-        n_clear = cv2.countNonZero(clear)
-        if n_clear:
-            mag[clear == 0] = _TOP
-            kept = n_clear
-        else:  # every pixel is next to a clipped one: all of them count
-            clear = None
+    # the pixels counted: none next to a clipped value (the image's own min or max) nor on a seam
+    inside = cv2.inRange(img, vmin + 1, vmax - 1)
+    count = cv2.erode(inside, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
+    count[seams] = 0
+    kept = cv2.countNonZero(count)
+    if kept == 0:  # every pixel is next to a clipped one: all of them count (but the seams)
+        count[:] = 255
+        count[seams] = 0
+        kept = cv2.countNonZero(count)
     if kept == 0:
         return 0.0
-    # the values below _MEDIAN_BINS counted exactly; the rest (kept or left out) in one last bin
-    hist = exact_histogram(mag, 0, _MEDIAN_BINS)
-    cum = np.cumsum(hist)
+    # the values below _MEDIAN_BINS counted exactly (the pixels left out set above them: faster
+    # than a calcHist mask); the rest of the kept pixels lie above them too
+    mag[count == 0] = _LEFT_OUT
+    cum = np.cumsum(exact_histogram(mag, 0, _MEDIAN_BINS))
     if cum[-1] <= kept // 2:
         # the median lies above the counted values (a sigma above ~4 050 levels): the exact values
-        ok = np.ones(diffs.shape, bool)
-        ok[seams] = False
-        if clear is not None:
-            ok &= clear > 0
-        return float(1.4826 * np.median(diffs[ok].astype(np.float64)) / 6.0)
+        diffs = cv2.sepFilter2D(img, cv2.CV_32F, _LAPLACE_1D, _LAPLACE_1D, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
+        return float(1.4826 * np.median(np.abs(diffs[count > 0]).astype(np.float64)) / 6.0)
     return float(1.4826 * percentile_from_cumulative(np.append(cum, kept), 50.0) / 6.0)
 
 
@@ -254,17 +247,18 @@ def _specks(img: np.ndarray, med: np.ndarray, sigma: float) -> tuple[np.ndarray,
     gap = min(math.floor(SPECK_ISOLATION_SIGMAS * sigma), int(np.iinfo(img.dtype).max))
     if k * _MORPHOLOGY_SHARE > img.size:
         # many candidates (fine texture, label strokes, a low noise estimate): the neighbours' max /
-        # min over the whole image (OpenCV morphology, ~0.2 ms per Mpx each) and saturating integer
-        # differences, then only the specks' coordinates
+        # min over the whole image (OpenCV morphology, ~0.2 ms per Mpx each); the candidates beyond
+        # them by more than gap lie outside [lo - gap, hi + gap] (saturating: no value lies beyond
+        # the dtype's range), and only those few are tested against the neighbours' range
         hi = cv2.dilate(img, _RING, borderType=cv2.BORDER_REFLECT_101)
         lo = cv2.erode(img, _RING, borderType=cv2.BORDER_REFLECT_101)
-        g = cv2.max(cv2.subtract(hi, lo), gap)
-        out = cv2.bitwise_or(cv2.compare(cv2.subtract(img, hi), g, cv2.CMP_GT),
-                             cv2.compare(cv2.subtract(lo, img), g, cv2.CMP_GT))
-        del hi, lo, g
-        pts = cv2.findNonZero(cv2.bitwise_and(out, cand))  # int32 (x, y) points, None when none
-        pts = np.empty((0, 2), np.intp) if pts is None else pts.reshape(-1, 2)
-        return pts[:, 1].astype(np.intp), pts[:, 0].astype(np.intp)
+        near = cv2.inRange(img, cv2.subtract(lo, gap), cv2.add(hi, gap))
+        pts = cv2.findNonZero(cv2.subtract(cand, near))  # cand and not near (0/255 masks); None when none
+        if pts is None:
+            return np.empty(0, np.intp), np.empty(0, np.intp)
+        pts = pts.reshape(-1, 2)
+        r, c = pts[:, 1].astype(np.intp), pts[:, 0].astype(np.intp)
+        return _beyond_range(img[r, c], lo[r, c], hi[r, c], r, c, gap)
     # few candidates: the neighbours of each, gathered (cv2.findNonZero: ~5x faster than np.flatnonzero)
     pts = cv2.findNonZero(cand).reshape(-1, 2)  # (K, 1, 2) or (K, 2) by OpenCV version
     return _isolated(img, pts[:, 1].astype(np.intp), pts[:, 0].astype(np.intp), gap)
@@ -286,7 +280,15 @@ def _isolated(img: np.ndarray, r: np.ndarray, c: np.ndarray, gap: int) -> tuple[
         nr, nc = np.where(nr > rows - 1, 2 * (rows - 1) - nr, nr), np.where(nc > cols - 1, 2 * (cols - 1) - nc, nc)
         nb = img[nr, nc]
         lo[edge], hi[edge] = nb.min(axis=1), nb.max(axis=1)
-    v, lo64, hi64 = img[r, c].astype(np.int64), lo.astype(np.int64), hi.astype(np.int64)
+    return _beyond_range(img[r, c], lo, hi, r, c, gap)
+
+
+def _beyond_range(
+    v: np.ndarray, lo: np.ndarray, hi: np.ndarray, r: np.ndarray, c: np.ndarray, gap: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The points ``(r, c)`` whose value ``v`` lies above ``hi`` or below ``lo`` (their
+    neighbours' max and min) by more than ``gap`` and than ``hi - lo``."""
+    v, lo64, hi64 = v.astype(np.int64), lo.astype(np.int64), hi.astype(np.int64)
     g = np.maximum(gap, hi64 - lo64)
     keep = (v - hi64 > g) | (lo64 - v > g)
     return r[keep], c[keep]
