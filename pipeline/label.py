@@ -22,7 +22,9 @@ Steps (each a plain function):
    binarised dark and light, and -- when they hold dotted zeros -- binarised with the dots
    erased (a zero then reads as 0, not 6 or 8; the dark and light binarisations leave the
    dots out too), read again in one Tesseract run, and voted on; doubt lowers the field's
-   confidence.
+   confidence. A sex letter read with a confidence under the QC threshold is cut out with its
+   key (``SEX: M``), read again as it is and shifted by half a pixel in a run of its own, and
+   voted on strictly.
 
 The film is never modified; crops are copies.
 """
@@ -30,13 +32,13 @@ The film is never modified; crops are copies.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import cv2
 import numpy as np
 
 from filmflow.config import OCRConfig
-from pipeline.label_fields import KEYS, parse_label, value_spans
+from pipeline.label_fields import KEYS, key_value_spans, parse_label
 from pipeline.label_kind import classify_label
 from pipeline.ocr import BoxedWord, ocr_boxes
 from pipeline.types import FieldValue, LabelReading, LabelRegion, OcrLine, OcrWord
@@ -469,7 +471,7 @@ def _quality(fields: dict, lines: Sequence[OcrLine]) -> float:
 
 
 #: Fields whose value words are read again, one crop at a time (:func:`reread_tokens`).
-REREAD_FIELDS = ("PatientID", "PatientBirthDate", "StudyDate", "AccessionNumber")
+REREAD_FIELDS = ("PatientID", "PatientBirthDate", "StudyDate", "AccessionNumber", "PatientSex")
 #: Variants of each token crop read again: (capital height px, Gaussian blur sigma in
 #: capital-height units). A light blur merges the dot of a dotted zero (DejaVu Sans Mono)
 #: into its ring, which Tesseract then reads as 0 rather than 6 or 8.
@@ -490,6 +492,15 @@ REREAD_THRESHOLDS = (0.35, 0.65)
 UNDOT_THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45)
 #: Capital height (px) of the dot-free re-reading.
 _UNDOT_CAP = 40
+#: Re-readings of a one-letter value with its key (:data:`_KEYED_FIELDS`, ``SEX: M``), read on a
+#: sheet of their own: (capital height px, shift px along both axes): the crop as prepared and
+#: the same crop shifted by half a pixel (bicubic) -- the sub-pixel change a one-letter
+#: confidence is fragile to (film_05's ``M``: 68.7 as scanned, 0 to 79 with the film shifted
+#: by a quarter pixel). No blur, rescale or binarisation: on the bench labels (seed 4, 281 sex
+#: values, 0 wrong letters in any variant) the 40 px blurred, 34 px grey and 40 px
+#: dark-threshold crops each left the letter unread 2 to 5 times as often, and every unread
+#: re-reading caps the confidence (:func:`_vote`).
+LETTER_VARIANTS = ((30, 0.0), (30, 0.5))
 #: Fields that settle the orientation: a reading with this many keyed fields at or above
 #: :data:`_PLAUSIBLE_CONF` is not tried upside down.
 _PLAUSIBLE_FIELDS = 3
@@ -571,25 +582,37 @@ def _dot_holes(crop: np.ndarray, frac: float) -> np.ndarray:
     return (fill > 0) & (border == 0)
 
 
-def _token_sheet(img: np.ndarray, boxes: list[tuple[int, int, int, int]]):
+def _token_sheet(img: np.ndarray, boxes: list[tuple[int, int, int, int]], letters: Collection[int] = ()):
     """Stack every variant of every token crop of ``img`` on one white sheet, one per row,
     well apart: the :data:`REREAD_VARIANTS`, the :data:`REREAD_THRESHOLDS` binarisations
     (without the dots of dotted zeros, :func:`_dot_holes`, when the token has some),
-    then the dot-free variant (:func:`_undot`) when the token has a dotted zero. Returns
-    (sheet uint8, rows: list of (token index, row0, row1, dots)); ``dots`` is None but for
-    the dot-free row: (the erased dots' columns, first and last ink column), in its pixels."""
-    gap = 24
+    then the dot-free variant (:func:`_undot`) when the token has a dotted zero. The crops
+    whose index is in ``letters`` (a key and a one-letter value) get the
+    :data:`LETTER_VARIANTS` instead, and no dot handling. Returns
+    (sheet uint8, rows: list of (token index, row0, row1, dots, scale)); ``dots`` is None but
+    for the dot-free row: (the erased dots' columns, first and last ink column), in its pixels;
+    ``scale`` the row's size over the crop's (its crop's column ``c`` is the sheet's column
+    ``_SHEET_GAP + scale * c``)."""
+    gap = _SHEET_GAP
     pieces, rows = [], []
     y = gap
 
     def put(t, v, cap, dots):
         nonlocal y
         pieces.append((y, v))
-        rows.append((t, y, y + v.shape[0], dots))
+        rows.append((t, y, y + v.shape[0], dots, cap / TARGET_CAP_PX))
         y += v.shape[0] + gap + cap // 2
 
     for t, (r0, c0, r1, c1) in enumerate(boxes):
         crop = img[r0:r1, c0:c1].astype(np.float32)
+        if t in letters:
+            for cap, shift in LETTER_VARIANTS:
+                s = cap / TARGET_CAP_PX
+                size = (int(round(crop.shape[1] * s)), int(round(crop.shape[0] * s)))
+                m = np.float32([[s, 0, shift], [0, s, shift]])
+                v = cv2.warpAffine(crop, m, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+                put(t, np.clip(v, 0, 255).astype(np.uint8), cap, None)
+            continue
         for cap, blur in REREAD_VARIANTS:
             s = cap / TARGET_CAP_PX
             v = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
@@ -618,6 +641,10 @@ def _token_sheet(img: np.ndarray, boxes: list[tuple[int, int, int, int]]):
     for yy, v in pieces:
         sheet[yy:yy + v.shape[0], gap:gap + v.shape[1]] = v
     return sheet, rows
+
+
+#: Left margin of the re-read sheet, pixels (:func:`_token_sheet`).
+_SHEET_GAP = 24
 
 
 #: Marks that are never part of an identifier or a date: one read at either end of such a
@@ -650,8 +677,26 @@ def _erase_stray_marks(img: np.ndarray, words: Sequence[BoxedWord]) -> np.ndarra
     return out
 
 
-#: Fields whose value is one word: a re-read crop of one is joined into a single word.
-_ONE_WORD_FIELDS = ("PatientID", "AccessionNumber")
+#: Fields whose value is one word: a re-read crop of one is joined into a single word (for the
+#: sex, ``M`` and a speck read ``M'`` then fail to parse instead of counting as ``M``).
+_ONE_WORD_FIELDS = ("PatientID", "AccessionNumber", "PatientSex")
+#: Fields re-read with their key in the crop (``SEX: M``), the value being the words right of the
+#: gap between key and value: Tesseract's LSTM leaves a lone capital letter unread or reads it as
+#: punctuation often (bench labels, seed 4, 39 sex values x 4 re-read variants: 26-35 of 156
+#: readings, in a sheet or alone with ``--psm 10``), and reads it as in the label with its key
+#: beside it (8 of 156). Re-read only when the first reading gave a value below
+#: :data:`_KEYED_REREAD_BELOW` (a sex the label reading missed stays missing, one read
+#: confidently stays as read), on a sheet of their own (:data:`LETTER_VARIANTS`; the identifiers'
+#: and dates' sheet is left as it was: Tesseract's reading of a sheet depends on all its rows),
+#: and voted strictly (:func:`_vote`): any reading that differs, the first included, or an
+#: unread one keeps the field under the QC threshold.
+_KEYED_FIELDS = ("PatientSex",)
+#: A keyed field is re-read only when its first confidence is below this, the default QC
+#: threshold (``qc.min_field_confidence``): the re-read can then only release a value QC would
+#: hold, when three readings agree on it, never hold one it let pass. One-letter confidences
+#: swing by tens of points with sub-pixel changes (film_05's ``M``: 0.0 to 79.4 over 11 shifts
+#: and +-0.02 degree turns); agreeing re-readings settle at ~90 (71.3 to 92.7 there).
+_KEYED_REREAD_BELOW = 50.0
 #: What a dotted zero is misread as when its dot is seen as a stroke.
 _DOTTED_ZERO_MISREADS = frozenset("689")
 
@@ -676,7 +721,8 @@ def _dot_positions(raw: str, dots) -> frozenset[int]:
 
 
 def _vote(first: FieldValue | None, rereads: Sequence[FieldValue | None],
-          undotted: FieldValue | None = None, dots: frozenset[int] | None = None) -> FieldValue | None:
+          undotted: FieldValue | None = None, dots: frozenset[int] | None = None,
+          *, strict: bool = False) -> FieldValue | None:
     """Settle a field from its first reading and its re-readings.
 
     The value most readings agree on wins (ties: higher summed confidence). Its confidence is
@@ -693,6 +739,9 @@ def _vote(first: FieldValue | None, rereads: Sequence[FieldValue | None],
     agreeing with it when another reading gave the dot-free value too, or when every such
     difference sits where a dot was erased (its raw text compared). Otherwise it explains
     nothing (an 8 whose waist opened at the dark threshold would read 0).
+
+    ``strict``: the first reading must agree too (else the confidence is capped as well): for
+    fields whose re-readings are no better readers than the first, only steadier ones (the sex).
     """
     if undotted is not None:
         seconded = any(f is not None and f.value == undotted.value for f in (first, *rereads))
@@ -717,7 +766,7 @@ def _vote(first: FieldValue | None, rereads: Sequence[FieldValue | None],
         return None
     value, votes = max(tally.items(), key=lambda kv: (len(kv[1]), sum(f.confidence for f in kv[1])))
     conf = float(np.median([f.confidence for f in votes])) * len(votes) / len(readings)
-    if not all(r is not None and r.value == value for r in rereads):
+    if not all(r is not None and r.value == value for r in (*rereads, *((first,) if strict else ()))):
         conf = min(conf, _SPLIT_VOTE_CONF)
     return FieldValue(value, round(conf, 1), votes[0].raw)
 
@@ -729,7 +778,7 @@ def reread_tokens(
     *,
     config: OCRConfig,
 ) -> dict[str, FieldValue]:
-    """Read the identifier and date words of a label again, one crop at a time, and vote.
+    """Read the identifier, date and sex words of a label again, one crop at a time, and vote.
 
     Parameters
     ----------
@@ -750,38 +799,65 @@ def reread_tokens(
         lines; quote marks read at the ends of its words are whitened first,
         :func:`_erase_stray_marks`). A value the first reading missed may be found; when the readings
         disagree the confidence drops (see :func:`_vote`), so QC sends the film to review
-        instead of trusting a guess.
+        instead of trusting a guess. The sex (:data:`_KEYED_FIELDS`), when the first reading
+        gave one below :data:`_KEYED_REREAD_BELOW`, is re-read with its key in the crop, in the
+        :data:`LETTER_VARIANTS`, in a Tesseract run of its own, and any differing or unread
+        reading caps its confidence.
     """
     lines = [OcrLine(tuple(b.word for b in ln)) for ln in boxed]
-    spans = value_spans(lines, config=config)
-    todo = [kw for kw in REREAD_FIELDS if kw in spans]
+    spans = key_value_spans(lines, config=config)
+    todo = [kw for kw in REREAD_FIELDS if kw in spans
+            and (kw not in _KEYED_FIELDS or (kw in fields and fields[kw].confidence < _KEYED_REREAD_BELOW))]
     if not todo:
         return fields
     mh, mw = int(0.35 * TARGET_CAP_PX), int(0.4 * TARGET_CAP_PX)
     boxes = []
+    splits: list[float | None] = []  # keyed fields: the crop column between key and value
+    for kw in todo:  # stray marks of the other fields' values: the sheet they are read on
+        if kw not in _KEYED_FIELDS:
+            li, _, a, b = spans[kw]
+            img = _erase_stray_marks(img, boxed[li][a:b])
+    kimg = img  # ... and those of the keyed fields too: the keyed fields' sheet
     for kw in todo:
-        li, a, b = spans[kw]
-        img = _erase_stray_marks(img, boxed[li][a:b])
-        bs = [bw.box for bw in boxed[li][a:b]]
+        li, k, a, b = spans[kw]
+        if kw in _KEYED_FIELDS:
+            kimg = _erase_stray_marks(kimg, boxed[li][a:b])
+        with_key = kw in _KEYED_FIELDS and k < a  # (a key glued to its value, SEX:M, is one word)
+        bs = [bw.box for bw in boxed[li][k if with_key else a:b]]
         r0, c0 = min(x[0] for x in bs) - mh, min(x[1] for x in bs) - mw
         r1, c1 = max(x[2] for x in bs) + mh, max(x[3] for x in bs) + mw
         boxes.append((max(0, r0), max(0, c0), min(img.shape[0], r1), min(img.shape[1], c1)))
-    sheet, rows = _token_sheet(img, boxes)
+        splits.append(0.5 * (boxed[li][a - 1].box[3] + boxed[li][a].box[1]) - boxes[-1][1] if with_key else None)
+    rows: list[tuple] = []
     got: dict[int, list[tuple[float, OcrWord]]] = {}
-    for ln in ocr_boxes(sheet, config=config, psm=6, whitelist=LABEL_WHITELIST):
-        for bw in ln:
-            yc = 0.5 * (bw.box[0] + bw.box[2])
-            for i, (_, y0, y1, _) in enumerate(rows):
-                if y0 - 4 <= yc <= y1 + 4:
-                    got.setdefault(i, []).append((bw.box[1], bw.word))
-                    break
+    keyed_t = [t for t, kw in enumerate(todo) if kw in _KEYED_FIELDS]
+    # the keyed crops are read in a Tesseract run of their own: Tesseract's page segmentation of
+    # a sheet depends on all of its rows, so the identifiers and dates are read on the very same
+    # sheet whether or not the label has a sex
+    for group, gimg in (([t for t in range(len(todo)) if t not in keyed_t], img), (keyed_t, kimg)):
+        if not group:
+            continue
+        sheet, grows = _token_sheet(gimg, [boxes[t] for t in group],
+                                    range(len(group)) if group is keyed_t else ())
+        grows = [(group[tt], y0, y1, dots, scale) for tt, y0, y1, dots, scale in grows]
+        base = len(rows)
+        rows += grows
+        for ln in ocr_boxes(sheet, config=config, psm=6, whitelist=LABEL_WHITELIST):
+            for bw in ln:
+                yc = 0.5 * (bw.box[0] + bw.box[2])
+                for j, (t, y0, y1, _, scale) in enumerate(grows):
+                    if y0 - 4 <= yc <= y1 + 4:
+                        # a keyed crop's key is context, not value: words centred left of the gap go
+                        if splits[t] is None or 0.5 * (bw.box[1] + bw.box[3]) > _SHEET_GAP + scale * splits[t]:
+                            got.setdefault(base + j, []).append((bw.box[1], bw.word))
+                        break
     out = dict(fields)
     for t, kw in enumerate(todo):
         key = OcrWord(KEYS[kw][0] + ":", 100.0)
         readings: list[FieldValue | None] = []
         undotted: FieldValue | None = None
         at: frozenset[int] | None = None
-        for i, (tt, _, _, dots) in enumerate(rows):
+        for i, (tt, _, _, dots, _) in enumerate(rows):
             if tt != t:
                 continue
             words = tuple(w for _, w in sorted(got.get(i, []), key=lambda e: e[0]))
@@ -789,13 +865,15 @@ def reread_tokens(
                 # the crop holds one identifier: a gap Tesseract saw inside it (wide letter
                 # spacing at low DPI) is not a word break
                 words = (OcrWord("".join(w.text for w in words), min(w.confidence for w in words)),)
-            fv = parse_label([OcrLine((key, *words))], config=config).get(kw) if words else None
+            # a keyed crop whose key was glued to the value (SEX:M) is parsed as read, key and all
+            line = words if kw in _KEYED_FIELDS and splits[t] is None else (key, *words)
+            fv = parse_label([OcrLine(line)], config=config).get(kw) if words else None
             if dots:
                 undotted = fv
                 at = _dot_positions(fv.raw, dots) if fv is not None else None
             else:
                 readings.append(fv)
-        fv = _vote(fields.get(kw), readings, undotted, at)
+        fv = _vote(fields.get(kw), readings, undotted, at, strict=kw in _KEYED_FIELDS)
         if fv is None:
             out.pop(kw, None)
         else:
@@ -841,7 +919,8 @@ def read_label(film: np.ndarray, *, dpi: float, config: OCRConfig,
     the ID or the name, at confidence :data:`_PLAUSIBLE_CONF` or more), also turned
     by 180 degrees; the reading with more fields (then higher mean confidence)
     wins. Its identifier and date words are then read again (:func:`reread_tokens`):
-    two or three Tesseract runs per label in all.
+    two or three Tesseract runs per label in all, one more when the sex was read with a
+    confidence under the QC threshold.
     """
     region = locate_label(film, dpi=dpi, kind_from=kind_from)
     if region is None:

@@ -26,7 +26,7 @@ from rapidfuzz import fuzz
 from filmflow.config import OCRConfig
 from pipeline.types import FieldValue, OcrLine, OcrWord
 
-__all__ = ["KEYS", "parse_label", "value_spans", "parse_date", "parse_ocr_date", "parse_person_name", "fix_digits", "apply_format"]
+__all__ = ["KEYS", "parse_label", "value_spans", "key_value_spans", "parse_date", "parse_ocr_date", "parse_person_name", "fix_digits", "apply_format"]
 
 #: Label keys per DICOM keyword (upper case, without the trailing colon).
 KEYS: dict[str, tuple[str, ...]] = {
@@ -482,6 +482,24 @@ def _value(kw: str, words: Sequence[OcrWord], config: OCRConfig) -> FieldValue |
 _SPAN_WORDS = {"PatientBirthDate": 3, "StudyDate": 3}
 
 
+def key_value_spans(lines: Sequence[OcrLine], *, config: OCRConfig) -> dict[str, tuple[int, int, int, int]]:
+    """:func:`value_spans` with the key: ``(line, first key word, first value word, end word)``
+    indices into ``lines`` (the key's words run from the second index to the third)."""
+    table = _key_table(config)
+    out: dict[str, tuple[int, int, int, int]] = {}
+    for li, line in enumerate(lines):
+        words, src = _split_glued_idx(line.words)
+        keys = _find_keys(words, table)
+        for j, (s, e, kw) in enumerate(keys):
+            end = keys[j + 1][0] if j + 1 < len(keys) else len(words)
+            if kw in out or e >= end:
+                continue
+            n = {"PatientID": 1, "AccessionNumber": 1, "PatientSex": 1}.get(kw, _SPAN_WORDS.get(kw, end - e))
+            end = min(end, e + n)
+            out[kw] = (li, src[s], src[e], src[end - 1] + 1)
+    return out
+
+
 def value_spans(lines: Sequence[OcrLine], *, config: OCRConfig) -> dict[str, tuple[int, int, int]]:
     """Where each keyed value was read: ``(line, first word, end word)`` indices into ``lines``.
 
@@ -489,19 +507,7 @@ def value_spans(lines: Sequence[OcrLine], *, config: OCRConfig) -> dict[str, tup
     value could be parsed (a value the OCR garbled can then be read again). Identifiers and
     the sex span one word, dates up to three, other values run to the next key.
     """
-    table = _key_table(config)
-    out: dict[str, tuple[int, int, int]] = {}
-    for li, line in enumerate(lines):
-        words, src = _split_glued_idx(line.words)
-        keys = _find_keys(words, table)
-        for j, (_, e, kw) in enumerate(keys):
-            end = keys[j + 1][0] if j + 1 < len(keys) else len(words)
-            if kw in out or e >= end:
-                continue
-            n = {"PatientID": 1, "AccessionNumber": 1, "PatientSex": 1}.get(kw, _SPAN_WORDS.get(kw, end - e))
-            end = min(end, e + n)
-            out[kw] = (li, src[e], src[end - 1] + 1)
-    return out
+    return {kw: (li, a, b) for kw, (li, _, a, b) in key_value_spans(lines, config=config).items()}
 
 
 def parse_label(lines: Sequence[OcrLine], *, config: OCRConfig) -> dict[str, FieldValue]:

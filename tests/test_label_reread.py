@@ -166,3 +166,115 @@ def test_stray_marks_at_a_value_s_ends_are_whitened():
     assert _erase_stray_marks(img, [BoxedWord(OcrWord("20", 90.0), word.box, syms[:2])]) is img
     only = BoxedWord(OcrWord("''", 0.0), word.box, (("'", (8, 32, 14, 36)), ("'", (8, 36, 14, 40))))
     assert _erase_stray_marks(img, [only]) is img
+
+
+# ------------------------------------------------------------------ the sex letter
+def test_sex_vote_is_strict():
+    """The sex's vote (``strict``): any re-reading that differs or failed, and a first reading
+    the re-readings contradict, put the field under the QC threshold (50); agreement keeps the
+    median confidence."""
+    fv = lambda v, c: FieldValue(v, c, v)  # noqa: E731
+    v = _vote(fv("M", 15.6), [fv("M", 91.0), fv("M", 92.0)], strict=True)
+    assert v.value == "M" and v.confidence == 91.0
+    assert _vote(fv("M", 92.0), [fv("M", 91.0), fv("F", 93.0)], strict=True).confidence < 50
+    assert _vote(fv("M", 92.0), [fv("M", 91.0), None], strict=True).confidence < 50
+    # the re-readings outvote the first reading: an identifier would keep it (dotted zeros), the sex not
+    assert _vote(fv("F", 95.0), [fv("M", 92.0), fv("M", 91.0)]).confidence >= 50
+    assert _vote(fv("F", 95.0), [fv("M", 92.0), fv("M", 91.0)], strict=True).confidence < 50
+
+
+def test_sex_reread_steadies_a_generated_label():
+    """100-DPI bench label whose ``O`` (DejaVu Sans Bold, read ``0``) Tesseract's label reading
+    scores 31.6, so QC held it: read again with its key beside it, it is ``O`` at >= 50."""
+    film, truth, p, _ = _bench_film(51)
+    assert truth["PatientSex"] == "O"
+    r = read_label(film, dpi=p.dpi, config=OCRConfig())
+    assert r.value("PatientSex") == "O" and r.fields["PatientSex"].confidence >= 50
+
+
+def test_sex_reread_disagreeing_with_the_first_reading_is_held():
+    """The same label's re-read with a first reading of ``F`` at 45 (the re-readings see ``O``):
+    the vote is split, so the sex stays under the QC threshold whichever letter it keeps. A sex
+    read at 50 or more is not read again (no Tesseract run): it stays as read."""
+    from pipeline.label import LABEL_WHITELIST, prepare_label, reread_tokens
+    from pipeline.label_fields import parse_label
+    from pipeline.ocr import ocr_boxes
+    from pipeline.types import OcrLine
+
+    film, _, p, _ = _bench_film(51)
+    cfg = OCRConfig()
+    img = prepare_label(film, read_label(film, dpi=p.dpi, config=cfg).region)  # in the orientation that read
+    boxed = ocr_boxes(img, config=cfg, psm=6, whitelist=LABEL_WHITELIST)
+    fields = parse_label([OcrLine(tuple(b.word for b in ln)) for ln in boxed], config=cfg)
+    assert fields["PatientSex"].value == "O"
+    assert fields["PatientSex"].confidence < 50
+    out = reread_tokens(img, boxed, {**fields, "PatientSex": FieldValue("F", 45.0, "F")}, config=cfg)
+    assert out["PatientSex"].confidence < 50
+    # as read, the re-readings agree with it and release it
+    assert reread_tokens(img, boxed, fields, config=cfg)["PatientSex"].confidence >= 50
+    # read confidently: left alone, one Tesseract run (the other fields' sheet) as before
+    import pipeline.label as label_mod
+
+    n = []
+    real = label_mod.ocr_boxes
+    try:
+        label_mod.ocr_boxes = lambda *a, **kw: n.append(1) or real(*a, **kw)
+        out = reread_tokens(img, boxed, {**fields, "PatientSex": FieldValue("F", 95.0, "F")}, config=cfg)
+    finally:
+        label_mod.ocr_boxes = real
+    assert out["PatientSex"] == FieldValue("F", 95.0, "F") and len(n) == 1
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_scans"
+
+
+def _process_film_05(turn_deg: float = 0.0):
+    """sample_scans/film_05.jpg as the flow processes it (sample site configuration), the scan
+    first turned by ``turn_deg`` about its centre: (denoised film, undenoised film, dpi, OCR settings)."""
+    from filmflow.config import load_settings
+    from pipeline import denoise, geometry, polarity, scan_io
+
+    s = load_settings(SAMPLES / "filmflow.toml")
+    scan = scan_io.load_scan(SAMPLES / "film_05.jpg", default_dpi=s.scan.default_dpi, max_pixels=s.scan.max_pixels)
+    px = scan.pixels
+    if turn_deg:
+        h, w = px.shape
+        m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), turn_deg, 1.0)
+        px = cv2.warpAffine(px, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if s.geometry.fix_polarity and polarity.assess(px).inverted:
+        px = polarity.invert(px, bits_stored=scan.bits_stored)
+    film, _ = geometry.straighten(px, max_skew_deg=s.geometry.max_skew_deg,
+                                  margin_px=int(round(s.geometry.bed_margin_mm / 25.4 * scan.dpi)),
+                                  content_min_confidence=s.geometry.content_skew_min_confidence)
+    den = denoise.denoise(film, method=s.denoise.method, strength=s.denoise.strength, despeckle=s.denoise.despeckle)
+    return den, film, scan.dpi, s.ocr
+
+
+@pytest.fixture(scope="module")
+def film_05():
+    return _process_film_05()
+
+
+@pytest.mark.parametrize("dx, dy", [(0.0, 0.0), (0.25, 0.0), (-0.3, 0.15), (0.5, 0.5)])
+def test_sex_of_film_05_steady_under_subpixel_shifts(film_05, dx, dy):
+    """film_05's ``M`` (DejaVu Sans Bold, 150 DPI): Tesseract's label reading scored it 68.7 as
+    processed, 0.0 / 53.5 / 60.3 with the denoised film shifted by these fractions of a pixel,
+    15.6 with the scan turned by 0.005 degree (and 37.3 after a 0.0007 degree change of the
+    film's skew). Read again with its key when under 50, it is ``M`` at >= 50 each time."""
+    den, und, dpi, ocr = film_05
+    if dx or dy:
+        m = np.float32([[1, 0, dx], [0, 1, dy]])
+        den = cv2.warpAffine(den, m, (den.shape[1], den.shape[0]), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
+    r = read_label(den, dpi=dpi, config=ocr, kind_from=und)
+    assert r.value("PatientSex") == "M"
+    assert r.fields["PatientSex"].confidence >= 50
+
+
+def test_sex_of_film_05_steady_when_the_scan_turns():
+    """film_05 turned by -0.005 degree before processing: its ``M`` read at 15.6 by the label
+    reading (the film would be held) is read again and released, still ``M``."""
+    den, und, dpi, ocr = _process_film_05(-0.005)
+    r = read_label(den, dpi=dpi, config=ocr, kind_from=und)
+    assert r.value("PatientSex") == "M"
+    assert r.fields["PatientSex"].confidence >= 50
