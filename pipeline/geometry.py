@@ -198,7 +198,8 @@ def _find_film(img: np.ndarray, block_means: np.ndarray, s: int) -> FilmDetectio
 
     # one pass of profiles across the coarse rectangle's sides, wide enough for its error (the
     # edge points lie on the film edge whatever the profiles' slight tilt; a second, narrower pass
-    # around the first lines changed no skew by more than 0.003 degrees on the evaluation films)
+    # around the first lines changed skews by 0.0004 degrees median, 0.005 at most, on eval films
+    # 0-199; on films with edges wobbling by more than 2 px it helped one in 236: 0.051 -> 0.014)
     lines, weights, angles = [], [], []
     fits = _refine_sides(img, corners, search=3.0 * s + 10.0, min_step=0.5 * (bed - thr), max_profiles=EDGE_PROFILES)
     for i, fit in enumerate(fits):
