@@ -201,7 +201,8 @@ def _process(
                   residual_skew_deg=None if residual_skew is None else round(residual_skew, 3))
 
     with timer("ocr"):
-        reading = label.read_label(film, dpi=scan.dpi, config=settings.ocr, kind_from=undenoised)
+        reading = label.read_label(film, dpi=scan.dpi, config=settings.ocr, kind_from=undenoised,
+                                   min_field_confidence=settings.qc.min_field_confidence)
     del undenoised
     # which Tesseract read the label (ocr.engine 'auto' resolves per worker); nothing ran without a label
     read = reading.region is not None

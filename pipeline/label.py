@@ -37,7 +37,7 @@ from collections.abc import Collection, Sequence
 import cv2
 import numpy as np
 
-from filmflow.config import OCRConfig
+from filmflow.config import OCRConfig, QCConfig
 from pipeline.label_fields import KEYS, key_value_spans, parse_label
 from pipeline.label_kind import classify_label
 from pipeline.ocr import BoxedWord, ocr_boxes
@@ -506,8 +506,21 @@ LETTER_VARIANTS = ((30, 0.0), (30, 0.5))
 _PLAUSIBLE_FIELDS = 3
 _PLAUSIBLE_CONF = 60.0
 #: Confidence ceiling of a field whose re-readings do not all agree with the vote
-#: (below the default QC threshold of 50: the film goes to review).
+#: (below the default QC threshold of 50: the film goes to review); under a lower site
+#: threshold, :data:`_SPLIT_VOTE_SHARE` of it (:func:`split_vote_cap`).
 _SPLIT_VOTE_CONF = 40.0
+_SPLIT_VOTE_SHARE = 0.8
+#: QC's default threshold (``qc.min_field_confidence``): the label reader's default when no site
+#: threshold is passed.
+DEFAULT_MIN_FIELD_CONFIDENCE = QCConfig.model_fields["min_field_confidence"].default
+
+
+def split_vote_cap(min_field_confidence: float) -> float:
+    """Confidence ceiling of a disputed field: :data:`_SPLIT_VOTE_CONF`, or
+    :data:`_SPLIT_VOTE_SHARE` of the QC threshold ``min_field_confidence`` (0-100) when that is
+    lower, so that a disputed field stays under the site's threshold and is held for review
+    (a threshold of 0 holds nothing: the site accepts every reading)."""
+    return min(_SPLIT_VOTE_CONF, _SPLIT_VOTE_SHARE * min_field_confidence)
 
 
 def _plausible(fields: dict[str, FieldValue]) -> bool:
@@ -685,18 +698,17 @@ _ONE_WORD_FIELDS = ("PatientID", "AccessionNumber", "PatientSex")
 #: punctuation often (bench labels, seed 4, 39 sex values x 4 re-read variants: 26-35 of 156
 #: readings, in a sheet or alone with ``--psm 10``), and reads it as in the label with its key
 #: beside it (8 of 156). Re-read only when the first reading gave a value below
-#: :data:`_KEYED_REREAD_BELOW` (a sex the label reading missed stays missing, one read
+#: the QC threshold (``qc.min_field_confidence``; a sex the label reading missed stays missing, one read
 #: confidently stays as read), on a sheet of their own (:data:`LETTER_VARIANTS`; the identifiers'
 #: and dates' sheet is left as it was: Tesseract's reading of a sheet depends on all its rows),
 #: and voted strictly (:func:`_vote`): any reading that differs, the first included, or an
 #: unread one keeps the field under the QC threshold.
 _KEYED_FIELDS = ("PatientSex",)
-#: A keyed field is re-read only when its first confidence is below this, the default QC
-#: threshold (``qc.min_field_confidence``): the re-read can then only release a value QC would
-#: hold, when three readings agree on it, never hold one it let pass. One-letter confidences
-#: swing by tens of points with sub-pixel changes (film_05's ``M``: 0.0 to 79.4 over 11 shifts
-#: and +-0.02 degree turns); agreeing re-readings settle at ~90 (71.3 to 92.7 there).
-_KEYED_REREAD_BELOW = 50.0
+#: A keyed field is re-read only when its first confidence is below the QC threshold: the
+#: re-read can then only release a value QC would hold, when three readings agree on it, never
+#: hold one it let pass. One-letter confidences swing by tens of points with sub-pixel changes
+#: (film_05's ``M``: 0.0 to 79.4 over 11 shifts and +-0.02 degree turns); agreeing re-readings
+#: settle at ~90 (71.3 to 92.7 there).
 #: What a dotted zero is misread as when its dot is seen as a stroke.
 _DOTTED_ZERO_MISREADS = frozenset("689")
 
@@ -722,13 +734,13 @@ def _dot_positions(raw: str, dots) -> frozenset[int]:
 
 def _vote(first: FieldValue | None, rereads: Sequence[FieldValue | None],
           undotted: FieldValue | None = None, dots: frozenset[int] | None = None,
-          *, strict: bool = False) -> FieldValue | None:
+          *, strict: bool = False, cap: float = _SPLIT_VOTE_CONF) -> FieldValue | None:
     """Settle a field from its first reading and its re-readings.
 
     The value most readings agree on wins (ties: higher summed confidence). Its confidence is
     the median of the agreeing readings' confidences scaled by the fraction agreeing (a
-    failed reading counts against), and at most :data:`_SPLIT_VOTE_CONF` -- under the QC
-    threshold -- unless every re-reading gave that value: the re-readings are the better
+    failed reading counts against), and at most ``cap`` (:func:`split_vote_cap` of the QC
+    threshold: under it) unless every re-reading gave that value: the re-readings are the better
     readers of dotted zeros, so the first reading alone may be outvoted, but any doubt among
     them sends the film to review instead of guessing.
 
@@ -767,7 +779,7 @@ def _vote(first: FieldValue | None, rereads: Sequence[FieldValue | None],
     value, votes = max(tally.items(), key=lambda kv: (len(kv[1]), sum(f.confidence for f in kv[1])))
     conf = float(np.median([f.confidence for f in votes])) * len(votes) / len(readings)
     if not all(r is not None and r.value == value for r in (*rereads, *((first,) if strict else ()))):
-        conf = min(conf, _SPLIT_VOTE_CONF)
+        conf = min(conf, cap)
     return FieldValue(value, round(conf, 1), votes[0].raw)
 
 
@@ -777,6 +789,7 @@ def reread_tokens(
     fields: dict[str, FieldValue],
     *,
     config: OCRConfig,
+    min_field_confidence: float = DEFAULT_MIN_FIELD_CONFIDENCE,
 ) -> dict[str, FieldValue]:
     """Read the identifier, date and sex words of a label again, one crop at a time, and vote.
 
@@ -789,6 +802,9 @@ def reread_tokens(
     fields : dict
         :func:`pipeline.label_fields.parse_label` of those lines.
     config : OCRConfig
+    min_field_confidence : float
+        QC's threshold (``qc.min_field_confidence``, 0-100): a disputed field's confidence is
+        capped under it (:func:`split_vote_cap`), and the sex is re-read only below it.
 
     Returns
     -------
@@ -800,14 +816,14 @@ def reread_tokens(
         :func:`_erase_stray_marks`). A value the first reading missed may be found; when the readings
         disagree the confidence drops (see :func:`_vote`), so QC sends the film to review
         instead of trusting a guess. The sex (:data:`_KEYED_FIELDS`), when the first reading
-        gave one below :data:`_KEYED_REREAD_BELOW`, is re-read with its key in the crop, in the
+        gave one below ``min_field_confidence``, is re-read with its key in the crop, in the
         :data:`LETTER_VARIANTS`, in a Tesseract run of its own, and any differing or unread
         reading caps its confidence.
     """
     lines = [OcrLine(tuple(b.word for b in ln)) for ln in boxed]
     spans = key_value_spans(lines, config=config)
     todo = [kw for kw in REREAD_FIELDS if kw in spans
-            and (kw not in _KEYED_FIELDS or (kw in fields and fields[kw].confidence < _KEYED_REREAD_BELOW))]
+            and (kw not in _KEYED_FIELDS or (kw in fields and fields[kw].confidence < min_field_confidence))]
     if not todo:
         return fields
     mh, mw = int(0.35 * TARGET_CAP_PX), int(0.4 * TARGET_CAP_PX)
@@ -873,7 +889,8 @@ def reread_tokens(
                 at = _dot_positions(fv.raw, dots) if fv is not None else None
             else:
                 readings.append(fv)
-        fv = _vote(fields.get(kw), readings, undotted, at, strict=kw in _KEYED_FIELDS)
+        fv = _vote(fields.get(kw), readings, undotted, at, strict=kw in _KEYED_FIELDS,
+                   cap=split_vote_cap(min_field_confidence))
         if fv is None:
             out.pop(kw, None)
         else:
@@ -882,7 +899,8 @@ def reread_tokens(
 
 
 def read_label(film: np.ndarray, *, dpi: float, config: OCRConfig,
-               kind_from: np.ndarray | None = None) -> LabelReading:
+               kind_from: np.ndarray | None = None,
+               min_field_confidence: float = DEFAULT_MIN_FIELD_CONFIDENCE) -> LabelReading:
     """Locate, prepare, OCR and parse the film's ID label.
 
     Parameters
@@ -894,6 +912,8 @@ def read_label(film: np.ndarray, *, dpi: float, config: OCRConfig,
     config : OCRConfig
     kind_from : ndarray, optional
         The film before denoising, for the label's ``kind`` (see :func:`locate_label`).
+    min_field_confidence : float
+        The site's QC threshold (``qc.min_field_confidence``, 0-100), see :func:`reread_tokens`.
 
     Returns
     -------
@@ -937,7 +957,7 @@ def read_label(film: np.ndarray, *, dpi: float, config: OCRConfig,
         if _plausible(fields):
             break
     _, k, img, boxed, lines, fields = best
-    fields = reread_tokens(img, boxed, fields, config=config)
+    fields = reread_tokens(img, boxed, fields, config=config, min_field_confidence=min_field_confidence)
     reg = LabelRegion(box=region.box, rotation_k=k, dark_text=region.dark_text, kind=region.kind)
     return LabelReading(fields=fields, lines=tuple(ln.text for ln in lines), region=reg)
 

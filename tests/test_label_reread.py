@@ -223,6 +223,30 @@ def test_sex_reread_disagreeing_with_the_first_reading_is_held():
     finally:
         label_mod.ocr_boxes = real
     assert out["PatientSex"] == FieldValue("F", 95.0, "F") and len(n) == 1
+    # a site threshold of 99: the sex read at 95 is under it, so it is read again; the
+    # re-readings (O) contradict the F, and the disputed sex stays under the site's threshold
+    out = reread_tokens(img, boxed, {**fields, "PatientSex": FieldValue("F", 95.0, "F")}, config=cfg,
+                        min_field_confidence=99.0)
+    assert out["PatientSex"].confidence < 99.0
+    # a site threshold of 30: a disputed sex is capped under 30, not at the default 40
+    out = reread_tokens(img, boxed, {**fields, "PatientSex": FieldValue("F", 25.0, "F")}, config=cfg,
+                        min_field_confidence=30.0)
+    assert out["PatientSex"].confidence < 30.0
+
+
+def test_split_vote_stays_under_the_site_threshold():
+    """A disputed field's confidence is capped under the QC threshold the site set
+    (qc.min_field_confidence), not only under the default 50: at 30 a split vote would
+    otherwise pass at 40."""
+    from pipeline.label import split_vote_cap
+
+    assert split_vote_cap(50.0) == 40.0 and split_vote_cap(80.0) == 40.0
+    assert split_vote_cap(30.0) == 24.0 and split_vote_cap(0.0) == 0.0
+    fv = lambda v, c: FieldValue(v, c, v)  # noqa: E731
+    disputed = _vote(fv("39358148", 90), [fv("39358148", 88), fv("39358140", 91)], cap=split_vote_cap(30.0))
+    assert disputed.value == "39358148" and disputed.confidence == 24.0
+    agreed = _vote(fv("39358148", 90), [fv("39358148", 88), fv("39358148", 91)], cap=split_vote_cap(30.0))
+    assert agreed.confidence == 90.0
 
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_scans"
