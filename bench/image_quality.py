@@ -1,7 +1,7 @@
 """Benchmark of the film image steps (issue 3): skew, crop, denoise, speed.
 
     .venv/bin/python bench/image_quality.py [--n 100] [--denoise-every 5] [--timing 10]
-        [--content-n 100] [--parts skew,peer,content,denoise,specks,timing]
+        [--content-n 100] [--parts skew,peer,content,denoise,specks,timing,tradeoffs]
 
 Prints markdown tables (paste into bench/README.md with date and machine):
 
@@ -21,9 +21,13 @@ Prints markdown tables (paste into bench/README.md with date and machine):
   rule, after the median-only rule it replaced, and with no speck repair;
 * time per film: assess + find_film_or_content + straighten + denoise (bilateral) vs an I/O floor
   (load_scan of an uncompressed TIFF + writing the film as uncompressed DICOM with pydicom), per
-  film size class (small eval films, 8x10 in at 300 DPI, 14x17 in at 150 DPI), CPU time, each step
-  and the floor timed alone, and the flow's read -> stage -> write timed in sequence; the code at
-  BASELINE_REV timed alone in the same run.
+  film size class (small eval films, all and their 16-bit and 8-bit halves; 8x10 in at 300 DPI and
+  14x17 in at 150 DPI, 16-bit; 14x17 in at 150 DPI, 8-bit), CPU time, each step and the floor timed
+  alone, and the flow's read -> stage -> write timed in sequence; the code at BASELINE_REV timed
+  alone in the same run;
+* trade-offs (``--parts tradeoffs``, not in the default set): the stage / floor ratio per bit depth
+  with a bilinear warp and with one 8-bit bilateral pass instead of filmflow's steps, and what
+  each costs in image quality (a warp round trip; PSNR / SSIM of the 8-bit films' patches).
 """
 
 from __future__ import annotations
@@ -308,10 +312,12 @@ def run_specks(n: int) -> None:
               f"{int(np.median(a[:, 1]))} / {int(a[:, 1].max())} |")
 
 
-#: Films of the timing table beyond the small eval films: name -> (film size in, DPI, bits stored, radiograph, skew).
+#: Films of the timing table beyond the small eval films: name -> (film size in, DPI, bits allocated,
+#: bits stored, radiograph, skew).
 LARGE_FILMS = {
-    "8x10 in, 300 DPI, 16-bit (12 stored)": ((8.0, 10.0), 300.0, 12, "RG2_UNC.dcm", 4.3),
-    "14x17 in, 150 DPI, 16-bit (16 stored)": ((14.0, 17.0), 150.0, 16, "00870a9c.jpg", -7.1),
+    "8x10 in, 300 DPI, 16-bit (12 stored)": ((8.0, 10.0), 300.0, 16, 12, "RG2_UNC.dcm", 4.3),
+    "14x17 in, 150 DPI, 16-bit (16 stored)": ((14.0, 17.0), 150.0, 16, 16, "00870a9c.jpg", -7.1),
+    "14x17 in, 150 DPI, 8-bit": ((14.0, 17.0), 150.0, 8, 8, "00870a9c.jpg", 5.2),
 }
 #: Films per large class in the timing table (the same radiograph and skew, other noise and dust).
 LARGE_FILM_SEEDS = 3
@@ -327,9 +333,9 @@ def large_film(name: str, seed: int) -> tuple[np.ndarray, dict]:
 
     from filmflow.synth import make_film_scan
 
-    size, dpi, stored, src, skew = LARGE_FILMS[name]
+    size, dpi, bits, stored, src, skew = LARGE_FILMS[name]
     return make_film_scan(radiograph(src), FIELDS, rng=np.random.default_rng(seed), skew_deg=skew, dpi=dpi,
-                          film_size_in=size, bits=16, bits_stored=stored, noise=0.01, margin_in=0.5)
+                          film_size_in=size, bits=bits, bits_stored=stored, noise=0.01, margin_in=0.5)
 
 
 def modules_at(rev: str) -> dict:
@@ -465,20 +471,29 @@ def run_timing(k: int, repeats: int = 3, baseline_rev: str | None = BASELINE_REV
                     _write_uncompressed(out, s.bits_stored, Path(td) / f"out{i}.dcm")
                     t3 = time.process_time()
                     seq[i] = np.minimum(seq[i], (t1 - t0, t2 - t1, t3 - t2))
-            floor = float(np.median(floors))
-            seq_io = seq[:, 0] + seq[:, 2]
-            for vname, parts in per.items():
-                a = np.asarray(parts)
-                med = np.median(a, axis=0)  # median film of the class, per part
-                total = float(np.median(a.sum(axis=1)))
-                batch = float(a.sum() / np.sum(floors))  # a batch's mean film against its mean floor
-                if vname == "now":
-                    seq_cols = (float(np.median(seq_io)), float(np.median(seq[:, 1])),
-                                float(np.median(seq[:, 1] / seq_io)), float(seq[:, 1].sum() / seq_io.sum()))
-                else:
-                    seq_cols = None
-                rows.append((cname, f"{np.median([f[0].size for f in films]) / 1e6:.1f}", len(films), vname,
-                             floor, *med, total, total / floor, batch, seq_cols))
+            # rows: the class, and its 16-bit and 8-bit films apart when it has both (the floor
+            # reads and writes bytes, the stage works on pixels: an 8-bit film's floor is about half)
+            bits = np.array([8 * f[0].dtype.itemsize for f in films])
+            subsets = [(cname, np.arange(len(films)))]
+            if len(set(bits)) > 1:
+                subsets += [(f"{cname}: {b}-bit", np.flatnonzero(bits == b)) for b in (16, 8)]
+            for sname, idx in subsets:
+                fl = np.asarray(floors)[idx]
+                floor = float(np.median(fl))
+                sq = seq[idx]
+                seq_io = sq[:, 0] + sq[:, 2]
+                for vname, parts in per.items():
+                    a = np.asarray(parts)[idx]
+                    med = np.median(a, axis=0)  # median film of the class, per part
+                    total = float(np.median(a.sum(axis=1)))
+                    batch = float(a.sum() / fl.sum())  # a batch's mean film against its mean floor
+                    if vname == "now":
+                        seq_cols = (float(np.median(seq_io)), float(np.median(sq[:, 1])),
+                                    float(np.median(sq[:, 1] / seq_io)), float(sq[:, 1].sum() / seq_io.sum()))
+                    else:
+                        seq_cols = None
+                    rows.append((sname, f"{np.median([films[i][0].size for i in idx]) / 1e6:.1f}", len(idx), vname,
+                                 floor, *med, total, total / floor, batch, seq_cols))
     load1 = os.getloadavg()
     print(f"\n### Time per film, geometry + denoise stage vs the I/O floor (one core; CPU ms, best of {repeats}, "
           f"median film of each class; load average {load0[0]:.1f} -> {load1[0]:.1f} on {os.cpu_count()} CPUs)\n")
@@ -499,6 +514,132 @@ def run_timing(k: int, repeats: int = 3, baseline_rev: str | None = BASELINE_REV
           "compare versions within one run.")
 
 
+class _LinearWarp:
+    """``cv2`` as pipeline.geometry sees it, with INTER_CUBIC answering INTER_LINEAR: its one
+    cubic call (the warp of ``straighten``) becomes bilinear, for :func:`run_tradeoffs` only."""
+
+    INTER_CUBIC = cv2.INTER_LINEAR
+
+    def __getattr__(self, name):
+        return getattr(cv2, name)
+
+
+def _denoise_8u_disc(x: np.ndarray) -> np.ndarray:
+    """The alternative bilateral for 8-bit films in :func:`run_tradeoffs`: filmflow's speck repair,
+    then ONE cv2.bilateralFilter pass on the uint8 film over the d = 5 disc (sigmaSpace 1.5 px,
+    sigmaColor 2 sigma; OpenCV's 8-bit path, no float copy); uint16 films as filmflow's."""
+    import pipeline.denoise as dn
+
+    if x.dtype != np.uint8:
+        return dn.denoise(x, method="bilateral", strength=1.0)
+    sigma = dn.estimate_noise_sigma(x)
+    if sigma <= 0:
+        return x.copy()
+    med = cv2.medianBlur(x, 3)
+    r, c = dn._specks(x, med, sigma)
+    work = x.copy()
+    work[r, c] = med[r, c]
+    return cv2.bilateralFilter(work, d=5, sigmaColor=2.0 * sigma, sigmaSpace=1.5)
+
+
+def run_tradeoffs(k: int, repeats: int = 3) -> None:
+    """What the time target would cost in image quality: the stage / floor ratio per bit depth
+    with filmflow's steps and with two faster alternatives (a bilinear instead of bicubic warp; one
+    8-bit bilateral pass over the d = 5 disc instead of two float passes over the cross), and what
+    each alternative does to the image:
+
+    * warp: a round trip (rotate the noise-free scan by its film's skew and back, cv2.warpAffine
+      about the centre, the middle 60 % compared with the scan; as in Unser et al., "Convolution-based
+      interpolation for fast, high-quality rotation of images", IEEE TIP 4(10), 1995), PSNR and SSIM;
+    * bilateral: PSNR / SSIM of the 8-bit films' centre patches against the noise-free film, per
+      noise level, as in the denoise table.
+
+    The alternatives are not filmflow's code: they are measured here to show the trade, nothing in
+    pipeline/ offers them.
+    """
+    import pipeline.denoise as dn
+    import pipeline.geometry as geo
+    from pipeline import polarity
+
+    films = [make_film(i) for i in range(k)]
+    films.append(large_film("14x17 in, 150 DPI, 8-bit", 9))
+    options = {
+        "filmflow (bicubic warp, two float bilateral passes)": (False, lambda f: dn.denoise(f, method="bilateral", strength=1.0)),
+        "bilinear warp": (True, lambda f: dn.denoise(f, method="bilateral", strength=1.0)),
+        "one 8-bit bilateral pass (d = 5)": (False, _denoise_8u_disc),
+        "both": (True, _denoise_8u_disc),
+    }
+    res = {o: [] for o in options}  # (bits, large, stage / floor) per film
+    with tempfile.TemporaryDirectory() as td:
+        for j, (scan, truth) in enumerate(films):
+            path = Path(td) / "scan.tif"
+            Image.fromarray(scan).save(path, dpi=(truth["dpi"], truth["dpi"]))
+            det = find_film_or_content(scan, min_confidence=CONTENT_MIN_CONF)
+            out = denoise(straighten(scan, max_skew_deg=20, detection=det)[0], method="bilateral", strength=1.0)
+
+            def io_floor():
+                s = load_scan(path, default_dpi=150, max_pixels=10**9)
+                _write_uncompressed(out, s.bits_stored, Path(td) / "film.dcm")
+
+            floor = cpu_best(io_floor, repeats)[0]
+            fixed = (cpu_best(assess_on(polarity.assess, scan), repeats)[0]
+                     + cpu_best(lambda: find_film_or_content(scan, min_confidence=CONTENT_MIN_CONF), repeats)[0])
+            for o, (linear, dn_f) in options.items():
+                geo.cv2 = _LinearWarp() if linear else cv2
+                try:
+                    ts, film = cpu_best(lambda: straighten(scan, max_skew_deg=20, detection=det)[0], repeats)
+                finally:
+                    geo.cv2 = cv2
+                tdn = cpu_best(lambda: dn_f(film), repeats)[0]
+                res[o].append((8 * scan.dtype.itemsize, j == k, (fixed + ts + tdn) / floor))
+    groups = [("small eval films, 16-bit", 16, False), ("small eval films, 8-bit", 8, False), ("14x17 in, 150 DPI, 8-bit", 8, True)]
+    print(f"\n### Time target vs image quality: stage / floor, alone (median film; first {k} eval films and one 8-bit 14x17 in film)\n")
+    print("| option | " + " | ".join(f"{g} ({sum(1 for r in res[next(iter(res))] if (r[0], r[1]) == (b, lg))})" for g, b, lg in groups) + " |")
+    print("|---|" + "---|" * len(groups))
+    for o, rows in res.items():
+        cells = [np.median([r[2] for r in rows if (r[0], r[1]) == (b, lg)]) for _, b, lg in groups]
+        print(f"| {o} | " + " | ".join(f"{c:.2f}x" for c in cells) + " |")
+
+    # the warp round trip on the noise-free scans
+    trip = {"bicubic": [], "bilinear": []}
+    for i in range(k):
+        clean, truth = make_film(i, clean=True)
+        top = (1 << truth["bits_stored"]) - 1
+        rows, cols = clean.shape
+        centre = ((cols - 1) / 2.0, (rows - 1) / 2.0)
+        a = truth["skew_deg"]
+        r0, c0 = int(0.2 * rows), int(0.2 * cols)
+        ref = clean[r0:rows - r0, c0:cols - c0].astype(np.float64)
+        for name, flag in (("bicubic", cv2.INTER_CUBIC), ("bilinear", cv2.INTER_LINEAR)):
+            there = cv2.warpAffine(clean, cv2.getRotationMatrix2D(centre, a, 1.0), (cols, rows), flags=flag)
+            back = cv2.warpAffine(there, cv2.getRotationMatrix2D(centre, -a, 1.0), (cols, rows), flags=flag)
+            y = back[r0:rows - r0, c0:cols - c0].astype(np.float64)
+            trip[name].append((peak_signal_noise_ratio(ref, y, data_range=top), structural_similarity(ref, y, data_range=top)))
+    print(f"\nWarp round trip (noise-free scan rotated by its skew and back, middle 60 %; {k} films; median PSNR dB / SSIM):\n")
+    print("| warp | PSNR | SSIM |\n|---|---|---|")
+    for name, v in trip.items():
+        a = np.asarray(v)
+        print(f"| {name} | {np.median(a[:, 0]):.2f} | {np.median(a[:, 1]):.4f} |")
+
+    # the bilateral alternative on the 8-bit films' centre patches
+    bil: dict = {}
+    for i in range(k):
+        x, c, top, truth = centre_patch(i)
+        if x.dtype != np.uint8:
+            continue
+        for name, f in (("filmflow", lambda x: denoise(x, method="bilateral", strength=1.0)), ("one 8-bit pass (d = 5)", _denoise_8u_disc)):
+            y = f(x).astype(np.float64)
+            bil.setdefault(truth["noise"], {}).setdefault(name, []).append(
+                (peak_signal_noise_ratio(c, y, data_range=top), structural_similarity(c, y, data_range=top)))
+    print("\n8-bit films' centre patches against the noise-free film, per noise level (median PSNR dB / SSIM):\n")
+    levels = sorted(bil)
+    print("| bilateral | " + " | ".join(f"{lvl:g} ({len(bil[lvl]['filmflow'])})" for lvl in levels) + " |")
+    print("|---|" + "---|" * len(levels))
+    for name in ("filmflow", "one 8-bit pass (d = 5)"):
+        cells = [np.median(np.asarray(bil[lvl][name]), axis=0) for lvl in levels]
+        print(f"| {name} | " + " | ".join(f"{c[0]:.2f} / {c[1]:.4f}" for c in cells) + " |")
+
+
 def assess_on(assess, scan):
     """``assess(scan)`` as a callable for :func:`cpu_best`."""
     return lambda: assess(scan)
@@ -512,7 +653,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--timing-repeats", type=int, default=3, help="runs per timed part (best is kept)")
     ap.add_argument("--timing-baseline", default=BASELINE_REV, help="git revision timed beside the current code ('' for none)")
     ap.add_argument("--content-n", type=int, default=100, help="generated films for the content-skew table")
-    ap.add_argument("--parts", default="skew,peer,content,denoise,specks,timing", help="comma-separated tables to run")
+    ap.add_argument("--parts", default="skew,peer,content,denoise,specks,timing",
+                    help="comma-separated tables to run (also: tradeoffs)")
     args = ap.parse_args(argv)
     parts = set(args.parts.split(","))
     cv2.setNumThreads(1)
@@ -528,6 +670,8 @@ def main(argv: list[str] | None = None) -> None:
         run_specks(args.n)
     if "timing" in parts:
         run_timing(args.timing, repeats=args.timing_repeats, baseline_rev=args.timing_baseline or None)
+    if "tradeoffs" in parts:
+        run_tradeoffs(args.timing, repeats=args.timing_repeats)
 
 
 if __name__ == "__main__":
