@@ -702,13 +702,12 @@ _ONE_WORD_FIELDS = ("PatientID", "AccessionNumber", "PatientSex")
 #: confidently stays as read), on a sheet of their own (:data:`LETTER_VARIANTS`; the identifiers'
 #: and dates' sheet is left as it was: Tesseract's reading of a sheet depends on all its rows),
 #: and voted strictly (:func:`_vote`): any reading that differs, the first included, or an
-#: unread one keeps the field under the QC threshold.
-_KEYED_FIELDS = ("PatientSex",)
-#: A keyed field is re-read only when its first confidence is below the QC threshold: the
-#: re-read can then only release a value QC would hold, when three readings agree on it, never
-#: hold one it let pass. One-letter confidences swing by tens of points with sub-pixel changes
+#: unread one keeps the field under the QC threshold. Re-read only below that threshold, the
+#: re-read can only release a value QC would hold, when three readings agree on it, never hold
+#: one it let pass. One-letter confidences swing by tens of points with sub-pixel changes
 #: (film_05's ``M``: 0.0 to 79.4 over 11 shifts and +-0.02 degree turns); agreeing re-readings
 #: settle at ~90 (71.3 to 92.7 there).
+_KEYED_FIELDS = ("PatientSex",)
 #: What a dotted zero is misread as when its dot is seen as a stroke.
 _DOTTED_ZERO_MISREADS = frozenset("689")
 
