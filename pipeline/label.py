@@ -697,17 +697,21 @@ _ONE_WORD_FIELDS = ("PatientID", "AccessionNumber", "PatientSex")
 #: gap between key and value: Tesseract's LSTM leaves a lone capital letter unread or reads it as
 #: punctuation often (bench labels, seed 4, 39 sex values x 4 re-read variants: 26-35 of 156
 #: readings, in a sheet or alone with ``--psm 10``), and reads it as in the label with its key
-#: beside it (8 of 156). Re-read only when the first reading gave a value below
-#: the QC threshold (``qc.min_field_confidence``; a sex the label reading missed stays missing, one read
-#: confidently stays as read), on a sheet of their own (:data:`LETTER_VARIANTS`; the identifiers'
+#: beside it (8 of 156). Re-read only when the first reading gave a value below the QC threshold
+#: (``qc.min_field_confidence``) or :data:`_KEYED_DOUBT_BELOW` (a sex the label reading missed
+#: stays missing, one read confidently stays as read), on a sheet of their own (:data:`LETTER_VARIANTS`; the identifiers'
 #: and dates' sheet is left as it was: Tesseract's reading of a sheet depends on all its rows),
 #: and voted strictly (:func:`_vote`): any reading that differs, the first included, or an
-#: unread one keeps the field under the QC threshold. Re-read only below that threshold, the
-#: re-read can only release a value QC would hold, when three readings agree on it, never hold
-#: one it let pass. One-letter confidences swing by tens of points with sub-pixel changes
-#: (film_05's ``M``: 0.0 to 79.4 over 11 shifts and +-0.02 degree turns); agreeing re-readings
-#: settle at ~90 (71.3 to 92.7 there).
+#: unread one keeps the field under the QC threshold. One-letter confidences swing by tens of
+#: points with sub-pixel changes (film_05's ``M``: 0.0 to 79.4 over 11 shifts and +-0.02 degree
+#: turns); agreeing re-readings settle at ~90 (71.3 to 92.7 there).
 _KEYED_FIELDS = ("PatientSex",)
+#: A keyed field read with less confidence than this is re-read even when the site's QC threshold
+#: is lower (it is re-read below that threshold too, when higher): a reading this weak is doubtful
+#: whatever the site accepts, and the re-read either confirms it (three agreeing readings) or
+#: finds the dispute and holds the film (capped under the threshold); it never passes a letter the
+#: re-readings contradict.
+_KEYED_DOUBT_BELOW = 50.0
 #: What a dotted zero is misread as when its dot is seen as a stroke.
 _DOTTED_ZERO_MISREADS = frozenset("689")
 
@@ -777,9 +781,10 @@ def _vote(first: FieldValue | None, rereads: Sequence[FieldValue | None],
         return None
     value, votes = max(tally.items(), key=lambda kv: (len(kv[1]), sum(f.confidence for f in kv[1])))
     conf = float(np.median([f.confidence for f in votes])) * len(votes) / len(readings)
+    conf = round(conf, 1)
     if not all(r is not None and r.value == value for r in (*rereads, *((first,) if strict else ()))):
-        conf = min(conf, cap)
-    return FieldValue(value, round(conf, 1), votes[0].raw)
+        conf = min(conf, cap)  # after the rounding: the cap stays under the threshold it is made for
+    return FieldValue(value, conf, votes[0].raw)
 
 
 def reread_tokens(
@@ -803,7 +808,8 @@ def reread_tokens(
     config : OCRConfig
     min_field_confidence : float
         QC's threshold (``qc.min_field_confidence``, 0-100): a disputed field's confidence is
-        capped under it (:func:`split_vote_cap`), and the sex is re-read only below it.
+        capped under it (:func:`split_vote_cap`), and the sex is re-read below it (and below
+        :data:`_KEYED_DOUBT_BELOW` whatever the threshold).
 
     Returns
     -------
@@ -815,14 +821,14 @@ def reread_tokens(
         :func:`_erase_stray_marks`). A value the first reading missed may be found; when the readings
         disagree the confidence drops (see :func:`_vote`), so QC sends the film to review
         instead of trusting a guess. The sex (:data:`_KEYED_FIELDS`), when the first reading
-        gave one below ``min_field_confidence``, is re-read with its key in the crop, in the
+        gave one below ``min_field_confidence`` or :data:`_KEYED_DOUBT_BELOW`, is re-read with its key in the crop, in the
         :data:`LETTER_VARIANTS`, in a Tesseract run of its own, and any differing or unread
         reading caps its confidence.
     """
     lines = [OcrLine(tuple(b.word for b in ln)) for ln in boxed]
     spans = key_value_spans(lines, config=config)
     todo = [kw for kw in REREAD_FIELDS if kw in spans
-            and (kw not in _KEYED_FIELDS or (kw in fields and fields[kw].confidence < min_field_confidence))]
+            and (kw not in _KEYED_FIELDS or (kw in fields and fields[kw].confidence < max(min_field_confidence, _KEYED_DOUBT_BELOW)))]
     if not todo:
         return fields
     mh, mw = int(0.35 * TARGET_CAP_PX), int(0.4 * TARGET_CAP_PX)
@@ -939,7 +945,7 @@ def read_label(film: np.ndarray, *, dpi: float, config: OCRConfig,
     by 180 degrees; the reading with more fields (then higher mean confidence)
     wins. Its identifier and date words are then read again (:func:`reread_tokens`):
     two or three Tesseract runs per label in all, one more when the sex was read with a
-    confidence under the QC threshold.
+    confidence under the QC threshold or :data:`_KEYED_DOUBT_BELOW`.
     """
     region = locate_label(film, dpi=dpi, kind_from=kind_from)
     if region is None:

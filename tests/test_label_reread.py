@@ -18,7 +18,7 @@ import pytest
 from filmflow.config import OCRConfig
 from filmflow.synth import font_path
 from PIL import Image, ImageDraw, ImageFont
-from pipeline.label import _dot_positions, _explained_by_dots, _undot, _vote, read_label
+from pipeline.label import _dot_positions, _explained_by_dots, _undot, _vote, read_label, split_vote_cap
 from pipeline.ocr import ocr_lines
 from pipeline.types import FieldValue
 
@@ -224,14 +224,97 @@ def test_sex_reread_disagreeing_with_the_first_reading_is_held():
         label_mod.ocr_boxes = real
     assert out["PatientSex"] == FieldValue("F", 95.0, "F") and len(n) == 1
     # a site threshold of 99: the sex read at 95 is under it, so it is read again; the
-    # re-readings (O) contradict the F, and the disputed sex stays under the site's threshold
+    # re-readings (O) contradict the F, and the disputed sex is capped (not left at 95)
     out = reread_tokens(img, boxed, {**fields, "PatientSex": FieldValue("F", 95.0, "F")}, config=cfg,
                         min_field_confidence=99.0)
-    assert out["PatientSex"].confidence < 99.0
-    # a site threshold of 30: a disputed sex is capped under 30, not at the default 40
-    out = reread_tokens(img, boxed, {**fields, "PatientSex": FieldValue("F", 25.0, "F")}, config=cfg,
-                        min_field_confidence=30.0)
-    assert out["PatientSex"].confidence < 30.0
+    assert out["PatientSex"].confidence <= split_vote_cap(99.0) < 95.0
+    # a site threshold of 30: a disputed sex is capped under 30, not at the default 40, both when
+    # read under 30 and when read between 30 and 50 (a reading that weak is re-read anyway)
+    for first in (25.0, 45.0):
+        out = reread_tokens(img, boxed, {**fields, "PatientSex": FieldValue("F", first, "F")}, config=cfg,
+                            min_field_confidence=30.0)
+        assert out["PatientSex"].confidence <= split_vote_cap(30.0) < 30.0, first
+    # ... and read at 55, above both, it is left as read: no Tesseract run for it
+    n.clear()
+    try:
+        label_mod.ocr_boxes = lambda *a, **kw: n.append(1) or real(*a, **kw)
+        out = reread_tokens(img, boxed, {**fields, "PatientSex": FieldValue("F", 55.0, "F")}, config=cfg,
+                            min_field_confidence=30.0)
+    finally:
+        label_mod.ocr_boxes = real
+    assert out["PatientSex"] == FieldValue("F", 55.0, "F") and len(n) == 1
+
+
+def test_disputed_identifier_stays_under_a_low_site_threshold():
+    """The same label's PatientID, one of its re-readings made to differ (the real Tesseract
+    result of the re-read sheet with that one word changed): the vote is split, and the ID's
+    confidence is capped under the site's threshold of 30 (at 40 it would pass); undisturbed,
+    the ID keeps its confidence."""
+    import pipeline.label as label_mod
+    from pipeline.label import LABEL_WHITELIST, prepare_label, reread_tokens, split_vote_cap
+    from pipeline.label_fields import parse_label
+    from pipeline.ocr import BoxedWord, OcrWord, ocr_boxes
+    from pipeline.types import OcrLine
+
+    film, truth, p, _ = _bench_film(51)
+    cfg = OCRConfig()
+    img = prepare_label(film, read_label(film, dpi=p.dpi, config=cfg).region)
+    boxed = ocr_boxes(img, config=cfg, psm=6, whitelist=LABEL_WHITELIST)
+    fields = parse_label([OcrLine(tuple(b.word for b in ln)) for ln in boxed], config=cfg)
+    pid = truth["PatientID"]
+    assert fields["PatientID"].value == pid
+    calm = reread_tokens(img, boxed, fields, config=cfg, min_field_confidence=30.0)
+    assert calm["PatientID"].value == pid and calm["PatientID"].confidence >= 50
+
+    changed = []
+    real = label_mod.ocr_boxes
+
+    def one_reading_differs(*a, **kw):
+        lines = real(*a, **kw)
+        if changed:
+            return lines
+        out = []
+        for ln in lines:
+            row = []
+            for bw in ln:
+                if not changed and bw.word.text == pid:
+                    other = pid[:-1] + ("1" if pid[-1] != "1" else "2")
+                    bw = BoxedWord(OcrWord(other, bw.word.confidence), bw.box, bw.symbols)
+                    changed.append(other)
+                row.append(bw)
+            out.append(row)
+        return out
+
+    try:
+        label_mod.ocr_boxes = one_reading_differs
+        out = reread_tokens(img, boxed, fields, config=cfg, min_field_confidence=30.0)
+    finally:
+        label_mod.ocr_boxes = real
+    assert changed, "no re-reading of the ID to change"
+    assert out["PatientID"].value == pid
+    assert out["PatientID"].confidence <= split_vote_cap(30.0) < 30.0
+
+
+def test_flow_passes_the_site_threshold_to_the_label_reader(tmp_path, monkeypatch):
+    """flows.film hands qc.min_field_confidence to pipeline.label.read_label (which re-reads and
+    caps by it): a site's threshold of 30 reaches the reader, and the film's label is read."""
+    import pipeline.label as label_mod
+    from filmflow.config import load_settings
+    from flows.film import process_film
+
+    seen = []
+    real = label_mod.read_label
+
+    def spy(*a, **kw):
+        seen.append(kw.get("min_field_confidence"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(label_mod, "read_label", spy)
+    settings = load_settings(SAMPLES / "filmflow.toml", qc={"min_field_confidence": 30.0})
+    out = process_film(SAMPLES / "film_08.png", source_file="film_08.png", settings=settings, batch_name="b",
+                       manifest_rows=None, staging_dir=tmp_path)
+    assert seen == [30.0]
+    assert out.record["fields"]["PatientID"]
 
 
 def test_split_vote_stays_under_the_site_threshold():
@@ -247,6 +330,9 @@ def test_split_vote_stays_under_the_site_threshold():
     assert disputed.value == "39358148" and disputed.confidence == 24.0
     agreed = _vote(fv("39358148", 90), [fv("39358148", 88), fv("39358148", 91)], cap=split_vote_cap(30.0))
     assert agreed.confidence == 90.0
+    # the cap comes after the rounding to 0.1: under a threshold of 0.1, 0.08 (not 0.1)
+    tiny = _vote(fv("39358148", 90), [fv("39358148", 88), fv("39358140", 91)], cap=split_vote_cap(0.1))
+    assert tiny.confidence < 0.1
 
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_scans"
