@@ -593,7 +593,7 @@ def run_tradeoffs(k: int, repeats: int = 3) -> None:
                 tdn = cpu_best(lambda: dn_f(film), repeats)[0]
                 res[o].append((8 * scan.dtype.itemsize, j == k, (fixed + ts + tdn) / floor))
     groups = [("small eval films, 16-bit", 16, False), ("small eval films, 8-bit", 8, False), ("14x17 in, 150 DPI, 8-bit", 8, True)]
-    print(f"\n### Time target vs image quality: stage / floor, alone (median film; first {k} eval films and one 8-bit 14x17 in film)\n")
+    print(f"\n### Time target vs image quality: stage / floor, alone (median of the films' ratios; first {k} eval films and one 8-bit 14x17 in film)\n")
     print("| option | " + " | ".join(f"{g} ({sum(1 for r in res[next(iter(res))] if (r[0], r[1]) == (b, lg))})" for g, b, lg in groups) + " |")
     print("|---|" + "---|" * len(groups))
     for o, rows in res.items():
