@@ -597,8 +597,8 @@ def run_tradeoffs(k: int, repeats: int = 3) -> None:
     print("| option | " + " | ".join(f"{g} ({sum(1 for r in res[next(iter(res))] if (r[0], r[1]) == (b, lg))})" for g, b, lg in groups) + " |")
     print("|---|" + "---|" * len(groups))
     for o, rows in res.items():
-        cells = [np.median([r[2] for r in rows if (r[0], r[1]) == (b, lg)]) for _, b, lg in groups]
-        print(f"| {o} | " + " | ".join(f"{c:.2f}x" for c in cells) + " |")
+        cells = [[r[2] for r in rows if (r[0], r[1]) == (b, lg)] for _, b, lg in groups]
+        print(f"| {o} | " + " | ".join(f"{np.median(c):.2f}x" if c else "-" for c in cells) + " |")
 
     # the warp round trip on the noise-free scans
     trip = {"bicubic": [], "bilinear": []}
@@ -631,8 +631,11 @@ def run_tradeoffs(k: int, repeats: int = 3) -> None:
             y = f(x).astype(np.float64)
             bil.setdefault(truth["noise"], {}).setdefault(name, []).append(
                 (peak_signal_noise_ratio(c, y, data_range=top), structural_similarity(c, y, data_range=top)))
-    print("\n8-bit films' centre patches against the noise-free film, per noise level (median PSNR dB / SSIM):\n")
     levels = sorted(bil)
+    if not levels:
+        print("\n(no 8-bit film among the first {k}: no bilateral comparison)".format(k=k))
+        return
+    print("\n8-bit films' centre patches against the noise-free film, per noise level (median PSNR dB / SSIM):\n")
     print("| bilateral | " + " | ".join(f"{lvl:g} ({len(bil[lvl]['filmflow'])})" for lvl in levels) + " |")
     print("|---|" + "---|" * len(levels))
     for name in ("filmflow", "one 8-bit pass (d = 5)"):
